@@ -1,0 +1,248 @@
+"""The supervisor: one anyio task group with the ingest loop, the control plane and timers.
+
+Signals: SIGTERM/SIGINT stop gracefully (finish the current bar, flush the store, exit 0);
+SIGHUP reloads runtime.toml (validated first; an invalid file keeps the old config); SIGUSR1
+engages the kill switch (persisted before the next bar); SIGUSR2 logs a status snapshot.
+Later components (pipeline, submitter, update worker) attach through `Daemon`'s hooks:
+`ingest.handlers`, `tasks`, `control.register`, `status_providers`, `reload_hooks`.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from daemon.bars.replay import open_replay
+from daemon.clock import Clock, WallClock
+from daemon.config import Change, RuntimeConfig, apply_reload, load_config
+from daemon.control import CommandError, ControlServer
+from daemon.errors import ConfigError
+from daemon.ingest import IngestLoop
+from daemon.logs import configure_logging, get_logger
+from daemon.metrics import Metrics
+from daemon.notify import Notifier
+from daemon.risk import RiskState
+from daemon.store import Store
+from daemon.timeutil import iso, parse_utc
+
+STOP_GRACE_S = 3.0
+ReloadHook = Callable[[RuntimeConfig, list[Change]], None]
+
+
+class Daemon:
+    """One running anchord: config, store, risk state, ingest loop and control plane."""
+
+    def __init__(self, cfg: RuntimeConfig, *, clock: Clock | None = None,
+                 notifier: Notifier | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or WallClock()
+        self.notifier = notifier or Notifier()
+        self.log = get_logger("daemon")
+        self.metrics = Metrics()
+        state_dir = cfg.path(cfg.daemon.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        self.store = Store(state_dir / "store.sqlite")
+        self.risk = RiskState.load(self.store, cfg.risk.embargo_before_min,
+                                   cfg.risk.embargo_after_min)
+        if cfg.risk.kill_switch and not self.risk.kill_switch:
+            self._engage_kill("config")
+        self.metrics.kill_switch.set(int(self.risk.kill_switch))
+        data = open_replay(cfg.data.source, cfg.data.start, cfg.data.end)
+        self.ingest = IngestLoop(data=data, contract=cfg.data.contract, store=self.store,
+                                 metrics=self.metrics, clock=self.clock, log=self.log,
+                                 pace=lambda: self.cfg.data.pace)
+        self.control = ControlServer(cfg.path(cfg.daemon.control_socket), self.log)
+        self.tasks: list[Callable[[], Awaitable[None]]] = []
+        self.status_providers: dict[str, Callable[[], Any]] = {}
+        self.reload_hooks: list[ReloadHook] = [self._apply_core_reload]
+        self.started = time.monotonic()
+        self._stopping = anyio.Event()
+        self._ingest_done = anyio.Event()
+        self._register_commands()
+
+    # -- kill switch, news, reload, status ------------------------------------------------
+    def _engage_kill(self, source: str) -> None:
+        if self.risk.engage_kill(source, self.clock.now()):
+            self.log.warning("kill_switch_engaged", source=source)
+        self.metrics.kill_switch.set(1)
+
+    def reload(self, source: str) -> bool:
+        """Re-read runtime.toml; apply reloadable keys and log the diff. False if invalid."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.cfg.source_path)
+        except ConfigError as err:
+            self.metrics.config_reloads.labels(result="invalid").inc()
+            self.log.error("config_reload_failed", source=source, error=str(err),
+                           kept="previous config")
+            self.notifier.ready("running (reload refused)")
+            return False
+        effective, changes = apply_reload(self.cfg, new)
+        self.cfg = effective
+        for hook in self.reload_hooks:
+            hook(effective, changes)
+        applied = [c for c in changes if c.reloadable]
+        pending = [c for c in changes if not c.reloadable]
+        self.metrics.config_reloads.labels(result="ok").inc()
+        self.log.info("config_reloaded", source=source,
+                      diff=[{"key": c.key, "old": c.old, "new": c.new} for c in applied])
+        if pending:
+            self.log.warning("config_change_needs_restart",
+                             diff=[{"key": c.key, "old": c.old, "new": c.new} for c in pending])
+        self.notifier.ready("running")
+        return True
+
+    def _apply_core_reload(self, cfg: RuntimeConfig, changes: list[Change]) -> None:
+        keys = {c.key for c in changes}
+        if "[daemon].log_level" in keys:
+            configure_logging(cfg.daemon.log_level)
+        self.risk.set_embargo(cfg.risk.embargo_before_min, cfg.risk.embargo_after_min)
+        if cfg.risk.kill_switch and not self.risk.kill_switch:
+            self._engage_kill("config")
+
+    def status(self) -> dict[str, Any]:
+        """The status snapshot shown by `ctl status`, SIGUSR2 and the heartbeat log."""
+        now = self.clock.now()
+        last = self.ingest.last_bar
+        snap: dict[str, Any] = {
+            "kill_switch": self.risk.kill_switch,
+            "kill_reason": self.risk.kill_reason,
+            "embargo_active": self.risk.embargo_active(last.ts if last else now),
+            "news_marks": [iso(t) for t in self.risk.news[-5:]],
+            "bars_processed": self.ingest.bars_seen,
+            "bars_quarantined": self.store.quarantine_count(),
+            "last_bar_ts": iso(last.ts) if last else None,
+            "replay_epoch": self.ingest.cursor.epoch,
+            "replay_position": f"{self.ingest.cursor.start}/{self.ingest.cursor.total}",
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "config": str(self.cfg.source_path),
+        }
+        for name, provider in self.status_providers.items():
+            snap[name] = provider()
+        return snap
+
+    def _register_commands(self) -> None:
+        async def status(_args: dict[str, Any]) -> dict[str, Any]:
+            return self.status()
+
+        async def kill(args: dict[str, Any]) -> dict[str, Any]:
+            self._engage_kill(str(args.get("reason") or "ctl"))
+            return {"kill_switch": self.risk.kill_switch}
+
+        async def resume(_args: dict[str, Any]) -> dict[str, Any]:
+            if self.risk.release_kill(self.clock.now()):
+                self.log.warning("kill_switch_released", source="ctl")
+            self.metrics.kill_switch.set(0)
+            return {"kill_switch": self.risk.kill_switch}
+
+        async def news(args: dict[str, Any]) -> dict[str, Any]:
+            try:
+                ts = parse_utc(str(args.get("ts", "")))
+            except ValueError as err:
+                raise CommandError(f"news: {err}") from None
+            self.risk.mark_news(ts, "ctl")
+            self.log.warning("news_marked", ts=iso(ts),
+                             embargo_before_min=self.cfg.risk.embargo_before_min,
+                             embargo_after_min=self.cfg.risk.embargo_after_min)
+            return {"news": iso(ts)}
+
+        async def reload(_args: dict[str, Any]) -> dict[str, Any]:
+            if not self.reload("ctl"):
+                raise CommandError("reload refused: runtime.toml is invalid (see the log)")
+            return {"reloaded": True}
+
+        for name, handler in (("status", status), ("kill", kill), ("resume", resume),
+                              ("news", news), ("reload", reload)):
+            self.control.register(name, handler)
+
+    # -- tasks ---------------------------------------------------------------------------
+    def request_stop(self, reason: str) -> None:
+        if not self._stopping.is_set():
+            self.log.info("stopping", reason=reason)
+            self.notifier.stopping()
+            self._stopping.set()
+        self.ingest.stop()
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                                        signal.SIGUSR1, signal.SIGUSR2) as signals:
+            async for signum in signals:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self.request_stop(signal.Signals(signum).name)
+                elif signum == signal.SIGHUP:
+                    self.reload("SIGHUP")
+                elif signum == signal.SIGUSR1:
+                    self._engage_kill("SIGUSR1")
+                elif signum == signal.SIGUSR2:
+                    self.log.info("status", **self.status())
+
+    async def _watchdog(self) -> None:
+        """Feed systemd's watchdog from a timer at half its period, only while the loop is
+        healthy (a timer that fires late means the loop was blocked)."""
+        period = self.notifier.watchdog_s
+        if not period:
+            return
+        interval = period / 2
+        while True:
+            t0 = time.monotonic()
+            await anyio.sleep(interval)
+            lag = time.monotonic() - t0 - interval
+            if lag < interval:
+                self.notifier.watchdog()
+            else:
+                self.log.warning("event_loop_lag", lag_s=round(lag, 3))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await anyio.sleep(self.cfg.daemon.status_interval_s)
+            self.log.info("heartbeat", **self.status())
+
+    async def _ingest(self) -> None:
+        try:
+            completed = await self.ingest.run()
+        finally:
+            self._ingest_done.set()
+        if completed:
+            self.log.info("replay_end", bars=self.ingest.bars_seen,
+                          quarantined=self.store.quarantine_count(),
+                          at_end=self.cfg.data.at_end)
+            if self.cfg.data.at_end == "exit":
+                self.request_stop("replay finished")
+
+    async def run(self) -> int:
+        """Run until stopped; returns the process exit code."""
+        self.log.info("starting", config=self.cfg.source_path, state_dir=str(self.state_dir),
+                      kill_switch=self.risk.kill_switch, instance_id=self.store.instance_id())
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.control.serve)
+                tg.start_soon(self._signals)
+                tg.start_soon(self._watchdog)
+                tg.start_soon(self._heartbeat)
+                for task in self.tasks:
+                    tg.start_soon(task)
+                self.notifier.ready("running")
+                self.log.info("ready", control_socket=str(self.control.path))
+                tg.start_soon(self._ingest)
+                await self._stopping.wait()
+                # Let the current bar finish (bounded: a stop never waits on the network).
+                with anyio.move_on_after(STOP_GRACE_S):
+                    await self._ingest_done.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self.store.close()
+        self.log.info("stopped")
+        return 0
+
+
+def run_daemon(config_path: str | Path) -> int:
+    """Load the config (ConfigError on a bad file), set up logs, and run the daemon."""
+    cfg = load_config(config_path)
+    configure_logging(cfg.daemon.log_level)
+    return anyio.run(Daemon(cfg).run)

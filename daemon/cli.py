@@ -1,0 +1,85 @@
+"""`anchord` command line: thin argument parsing that hands over to the commands.
+
+Every expected failure is an AnchordError: one line on stderr and its exit code (2 for bad
+usage, config or artifacts; 1 when checks ran and failed), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from daemon.errors import AnchordError
+
+DEFAULT_CONFIG = "runtime.toml"
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the trading daemon")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="path to runtime.toml")
+
+    def run(args: argparse.Namespace) -> int:
+        from daemon.app import run_daemon
+
+        return run_daemon(args.config)
+
+    p.set_defaults(func=run)
+
+
+def _add_ctl(sub: argparse._SubParsersAction) -> None:
+    from daemon.ctl_cli import add_ctl_parser
+
+    add_ctl_parser(sub)
+
+
+# One line per command module; each adds its own sub-parser with `func` set.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anchord", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `anchord` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AnchordError as err:
+        return _fail(args.command, err)
+    except BaseExceptionGroup as group:
+        # Errors raised inside the daemon's task group arrive wrapped; show the first expected
+        # one as a line, and let anything unexpected keep its traceback.
+        expected, rest = group.split((AnchordError, BrokenPipeError))
+        if expected is None or rest is not None:
+            raise
+        first = _leaves(expected)[0]
+        if isinstance(first, BrokenPipeError):
+            return 0
+        return _fail(args.command, first)
+    except BrokenPipeError:  # stdout closed by a pager or `head`: not an error
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+def _fail(command: str, err: BaseException) -> int:
+    print(f"anchord {command}: {err}", file=sys.stderr)
+    return getattr(err, "exit_code", 2)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

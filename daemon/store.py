@@ -1,0 +1,183 @@
+"""The state store: one SQLite file (WAL) at `<state_dir>/store.sqlite`.
+
+Schema changes are numbered migrations applied in order inside a transaction, so a crash at any
+point leaves either the old or the new schema. Every write is its own transaction with
+`synchronous=FULL`: once a method returns, the row survives a crash or power loss.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from daemon.timeutil import iso, parse_utc
+
+# Numbered migrations. Never edit a released one; add a new number.
+# Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
+# (recalibration history), 4 adapters (audit index).
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE risk_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        kill_switch INTEGER NOT NULL DEFAULT 0,
+        kill_reason TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE news_marks (ts TEXT PRIMARY KEY, source TEXT NOT NULL);
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        contract TEXT NOT NULL,
+        ts TEXT,
+        raw TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE replay_cursor (
+        source_id TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        next_index INTEGER NOT NULL,
+        total INTEGER NOT NULL
+    );
+    """,
+}
+
+
+class Store:
+    """Typed access to the state store. Use from one thread (the event loop's)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- plumbing -------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on exit, rolled back on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version()
+        for version in sorted(v for v in MIGRATIONS if v > current):
+            with self.transaction() as c:
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.execute(f"PRAGMA user_version = {int(version)}")
+
+    def integrity_ok(self) -> bool:
+        """True when SQLite's own integrity check passes."""
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.close()
+
+    # -- meta -----------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def instance_id(self) -> str:
+        """This installation's id: made once, then the same for every restart."""
+        existing = self.get_meta("instance_id")
+        if existing:
+            return existing
+        new = uuid.uuid4().hex[:10]
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('instance_id', ?)", (new,))
+        return self.get_meta("instance_id") or new
+
+    # -- risk state ----------------------------------------------------------------------
+    def load_kill_switch(self) -> tuple[bool, str]:
+        row = self.conn.execute("SELECT kill_switch, kill_reason FROM risk_state").fetchone()
+        return (False, "") if row is None else (bool(row[0]), row[1])
+
+    def save_kill_switch(self, on: bool, reason: str, at: datetime) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO risk_state(id, kill_switch, kill_reason, updated_at) "
+                "VALUES(1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "kill_switch = excluded.kill_switch, kill_reason = excluded.kill_reason, "
+                "updated_at = excluded.updated_at",
+                (int(on), reason, iso(at)),
+            )
+
+    def add_news_mark(self, ts: datetime, source: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO news_marks(ts, source) VALUES(?, ?)",
+                      (iso(ts), source))
+
+    def news_marks(self) -> list[datetime]:
+        rows = self.conn.execute("SELECT ts FROM news_marks ORDER BY ts").fetchall()
+        return [parse_utc(r[0]) for r in rows]
+
+    # -- quarantine ----------------------------------------------------------------------
+    def quarantine(self, contract: str, ts: str | None, raw: Any, reason: str,
+                   received_at: datetime) -> None:
+        """Keep a refused bar with its reason (never dropped silently)."""
+        payload = orjson.dumps(raw, default=str).decode()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO quarantine(contract, ts, raw, reason, received_at) "
+                "VALUES(?, ?, ?, ?, ?)",
+                (contract, ts, payload, reason, iso(received_at)),
+            )
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM quarantine ORDER BY id").fetchall()
+        return [dict(r) for r in rows]
+
+    def quarantine_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
+
+    # -- replay cursor -------------------------------------------------------------------
+    def get_cursor(self, source_id: str) -> tuple[int, int, int] | None:
+        """(epoch, next_index, total) of a replay, or None if it never ran."""
+        row = self.conn.execute(
+            "SELECT epoch, next_index, total FROM replay_cursor WHERE source_id = ?",
+            (source_id,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def set_cursor(self, source_id: str, epoch: int, next_index: int, total: int) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO replay_cursor(source_id, epoch, next_index, total) VALUES(?, ?, ?, ?)"
+                " ON CONFLICT(source_id) DO UPDATE SET epoch = excluded.epoch,"
+                " next_index = excluded.next_index, total = excluded.total",
+                (source_id, epoch, next_index, total),
+            )
