@@ -33,8 +33,14 @@ def _add_ctl(sub: argparse._SubParsersAction) -> None:
     add_ctl_parser(sub)
 
 
+def _add_venue(sub: argparse._SubParsersAction) -> None:
+    from daemon.venue.cli import add_venue_parser
+
+    add_venue_parser(sub)
+
+
 # One line per command module; each adds its own sub-parser with `func` set.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_venue]
 
 
 def build_parser() -> argparse.ArgumentParser:

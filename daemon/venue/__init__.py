@@ -1,0 +1,12 @@
+"""The paper venue: a ProjectX-Gateway-compatible HTTP server on loopback that fills orders
+deterministically against replayed bars and injects faults on request.
+
+    async with run_venue(data="sample:sp500", faults="place:reset=0.1,seed=7") as venue:
+        venue.advance()            # or register venue.on_bar as the first ingest handler
+        ... httpx against venue.base_url + "/api/..." ...
+        venue.orders(), venue.positions(), venue.fault_counts()
+"""
+
+from daemon.venue.server import ThreadedVenue, Venue, VenueOptions, run_venue, venue_in_thread
+
+__all__ = ["ThreadedVenue", "Venue", "VenueOptions", "run_venue", "venue_in_thread"]

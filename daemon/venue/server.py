@@ -1,0 +1,274 @@
+"""The paper venue as an object: its state, its market clock, its HTTP listener, and the three
+ways to run it — in an anyio task group (`run_venue`), in a background thread with its own
+event loop (`venue_in_thread`), or standalone (`anchord venue`, see daemon/venue/cli.py).
+
+Sharing the replay clock: the venue's market moves only when told. In-process, register
+`venue.on_bar` as the FIRST ingest handler (`daemon.ingest.handlers.insert(0, venue.on_bar)`),
+so that a market order placed while bar t is current fills at bar t's close. `set_bar(bar)`
+is the same, synchronously; `advance(n)` steps through the venue's own data; `set_time(ts)`
+jumps to the last data bar at or before ts. Every data bar passed over is matched against the
+resting orders, in order. Order and trade timestamps come from the injected `clock`.
+
+Non-Gateway admin endpoints for tests driving a standalone venue: GET /_venue/state (orders,
+positions, trades, accounts, faults, requests, current bar) and POST /_venue/clock with
+{"advance": n} | {"index": i} | {"time": iso}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.from_thread import start_blocking_portal
+
+from daemon.bars.model import Bar
+from daemon.bars.replay import load_bars
+from daemon.clock import Clock, WallClock
+from daemon.logs import get_logger
+from daemon.timeutil import parse_utc
+from daemon.venue.book import Book
+from daemon.venue.catalog import Catalog
+from daemon.venue.faults import FaultInjector, FaultPlan, parse_faults
+from daemon.venue.gateway import Gateway, _json
+from daemon.venue.httpserver import Request, open_listener, serve_connection
+from daemon.venue.market import Market
+from daemon.venue.ratelimit import DEFAULT_HISTORY, DEFAULT_OTHER, RateLimits
+from daemon.venue.tokens import TokenIssuer
+
+
+def log() -> Any:
+    return get_logger("venue")  # bound at call time: configure_logging may come later
+FIRST_ACCOUNT_ID = 1001
+
+
+@dataclass(frozen=True)
+class VenueOptions:
+    """How a venue behaves; every field has a default that mimics the real Gateway."""
+
+    contract: str = "CON.F.US.EP.Z26"
+    accounts: tuple[str, ...] = ("PAPER-1",)  # ids FIRST_ACCOUNT_ID, +1, ...
+    balance: str = "50000"
+    fee_per_contract: str = "0"  # per half-turn fill
+    token_lifetime_s: float = 86_400.0
+    username: str | None = None  # with api_key: the only credentials login accepts
+    api_key: str | None = None
+    history_limit: str = DEFAULT_HISTORY  # "N/SECONDS" or "unlimited"
+    other_limit: str = DEFAULT_OTHER
+    retry_after: bool = True  # send Retry-After on 429
+    faults: str = ""  # see daemon/venue/faults.py
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+
+
+class Venue:
+    """A ProjectX-Gateway-compatible paper venue over a list of bars."""
+
+    def __init__(self, bars: list[Bar], options: VenueOptions | None = None,
+                 clock: Clock | None = None) -> None:
+        self.options = opts = options or VenueOptions()
+        self.clock = clock or WallClock()
+        self.market = Market(opts.contract, [b for b in bars if b.contract == opts.contract]
+                             if any(b.contract == opts.contract for b in bars) else bars)
+        self.catalog = Catalog(opts.contract)
+        self.book = Book(self.catalog, self.clock.now, Decimal(opts.fee_per_contract))
+        for i, name in enumerate(opts.accounts):
+            self.book.add_account(FIRST_ACCOUNT_ID + i, name, Decimal(opts.balance))
+        self.fault_injector = FaultInjector(parse_faults(opts.faults))
+        self.limits = RateLimits(opts.history_limit, opts.other_limit)
+        creds = (opts.username, opts.api_key) if opts.username and opts.api_key else None
+        self.tokens = TokenIssuer(opts.token_lifetime_s, lambda: self.clock.now().timestamp())
+        self.gateway = Gateway(market=self.market, catalog=self.catalog, book=self.book,
+                               tokens=self.tokens, faults=self.fault_injector, limits=self.limits,
+                               clock=self.clock, credentials=creds, retry_after=opts.retry_after,
+                               extra_routes={"/_venue/state": self._admin_state,
+                                             "/_venue/clock": self._admin_clock})
+        self.port = 0
+
+    # ---- network ---------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """e.g. http://127.0.0.1:43121 — the Gateway paths are under /api/."""
+        return f"http://{self.options.host}:{self.port}"
+
+    async def start(self, tg: TaskGroup) -> None:
+        """Bind the listener and serve in `tg` until its scope is cancelled."""
+        listener, self.port = await open_listener(self.options.host, self.options.port)
+
+        async def on_connection(stream: Any) -> None:
+            await serve_connection(stream, self.gateway.handle)
+
+        tg.start_soon(listener.serve, on_connection)
+        log().info("venue_listening", base_url=self.base_url, port=self.port,
+                 contract=self.options.contract, bars=len(self.market.bars))
+
+    # ---- market clock --------------------------------------------------------------------
+    @property
+    def current_bar(self) -> Bar | None:
+        return self.market.current
+
+    def set_bar(self, bar: Bar) -> None:
+        """Make `bar` the current bar; data bars passed over (and `bar` itself) are matched
+        against resting orders in time order. A bar of another contract is ignored."""
+        if bar.contract != self.market.contract_id and self.market.bars:
+            return
+        target = self.market.index_at(bar.ts)
+        for i in range(self.market.index + 1, target + 1):
+            data_bar = self.market.bars[i]
+            if data_bar.ts != bar.ts:
+                self.book.on_bar(self.market.contract_id, data_bar)
+        self.market.index = max(self.market.index, target)
+        self.market.current = bar
+        self.book.on_bar(self.market.contract_id, bar)
+
+    async def on_bar(self, bar: Bar) -> None:
+        """`set_bar` as a daemon ingest handler (register it first)."""
+        self.set_bar(bar)
+
+    def advance(self, n: int = 1) -> Bar | None:
+        """Step `n` bars through the venue's own data; the new current bar (None at the end)."""
+        for _ in range(n):
+            nxt = self.market.index + 1
+            if nxt >= len(self.market.bars):
+                return None
+            self.set_bar(self.market.bars[nxt])
+        return self.market.current
+
+    def set_time(self, ts: datetime) -> Bar | None:
+        """Jump forward to the last data bar at or before `ts`."""
+        target = self.market.index_at(ts)
+        if target > self.market.index:
+            self.set_bar(self.market.bars[target])
+        return self.market.current
+
+    # ---- inspection and control ----------------------------------------------------------
+    def orders(self, account_id: int | None = None) -> list[dict[str, Any]]:
+        """Every order of the run (accepted, rejected, filled, cancelled), in id order."""
+        return [o.to_wire() for o in self.book.orders.values()
+                if account_id is None or o.account_id == account_id]
+
+    def positions(self) -> list[dict[str, Any]]:
+        return [p.to_wire() for p in self.book.positions.values()]
+
+    def net_position(self, account_id: int = FIRST_ACCOUNT_ID,
+                     contract_id: str | None = None) -> int:
+        """Signed position (long > 0) of an account in a contract (default: the traded one)."""
+        pos = self.book.positions.get((account_id, contract_id or self.market.contract_id))
+        return pos.net if pos else 0
+
+    def trades(self) -> list[dict[str, Any]]:
+        return [t.to_wire() for t in self.book.trades]
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return [a.to_wire() for a in self.book.accounts.values()]
+
+    def tag_counts(self) -> dict[str, int]:
+        """Orders per customTag (the venue refuses duplicates, so all should be 1)."""
+        counts: dict[str, int] = {}
+        for o in self.book.orders.values():
+            if o.custom_tag is not None:
+                counts[o.custom_tag] = counts.get(o.custom_tag, 0) + 1
+        return counts
+
+    def fault_counts(self) -> dict[str, int]:
+        """Injected faults so far, keyed "endpoint:kind"."""
+        return self.fault_injector.counts()
+
+    def fault_events(self) -> list[dict[str, Any]]:
+        return [vars(e).copy() for e in self.fault_injector.events]
+
+    def request_counts(self) -> dict[str, int]:
+        return dict(self.gateway.requests)
+
+    def set_faults(self, plan: FaultPlan | str) -> None:
+        self.fault_injector.set_plan(plan)
+
+    def force_fault(self, endpoint: str, kind: str, times: int = 1) -> None:
+        """Inject `kind` on the next `times` requests to `endpoint` (e.g. "place", "reset")."""
+        self.fault_injector.force(endpoint, kind, times)
+
+    def set_rate_limits(self, history: str | None = None, other: str | None = None) -> None:
+        self.limits.set(history, other)
+
+    def state(self) -> dict[str, Any]:
+        """Everything a test wants to compare, as JSON-able data (Decimals stay Decimals)."""
+        cur = self.market.current
+        return {"orders": self.orders(), "positions": self.positions(), "trades": self.trades(),
+                "accounts": self.accounts(), "faults": self.fault_counts(),
+                "fault_events": self.fault_events(), "requests": self.request_counts(),
+                "current": {"index": self.market.index, "ts": cur.ts if cur else None}}
+
+    async def _admin_state(self, req: Request) -> Any:
+        return _json(200, self.state())
+
+    async def _admin_clock(self, req: Request) -> Any:
+        body = json.loads(req.body or b"{}")
+        if "advance" in body:
+            self.advance(int(body["advance"]))
+        elif "index" in body:
+            self.set_bar(self.market.bars[int(body["index"])])
+        elif "time" in body:
+            self.set_time(parse_utc(body["time"]))
+        return _json(200, self.state()["current"])
+
+
+@asynccontextmanager
+async def run_venue(bars: list[Bar] | None = None, options: VenueOptions | None = None, *,
+                    data: str | None = None, clock: Clock | None = None,
+                    **overrides: Any) -> AsyncIterator[Venue]:
+    """Serve a venue in the current event loop for the duration of the block.
+
+    Bars come from `bars` or are loaded from `data` (a replay source: `sample:sp500`, CSV,
+    Parquet). `overrides` replace fields of `options` (e.g. faults="place:reset=0.1").
+    """
+    opts = options or VenueOptions()
+    if overrides:
+        opts = VenueOptions(**{**vars(opts), **overrides})
+    if bars is None:
+        bars = load_bars(data or "sample:sp500", opts.contract)
+    venue = Venue(bars, opts, clock)
+    async with anyio.create_task_group() as tg:
+        await venue.start(tg)
+        try:
+            yield venue
+        finally:
+            tg.cancel_scope.cancel()
+
+
+class ThreadedVenue:
+    """A venue running in a background thread; calls are forwarded to its event loop."""
+
+    def __init__(self, venue: Venue, portal: Any) -> None:
+        self._venue = venue
+        self._portal = portal
+
+    @property
+    def base_url(self) -> str:
+        return self._venue.base_url
+
+    @property
+    def venue(self) -> Venue:
+        """The venue object itself (read-only use from this thread)."""
+        return self._venue
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._venue, name)
+        if not callable(attr):
+            return attr
+        return lambda *a, **kw: self._portal.call(lambda: attr(*a, **kw))
+
+
+@contextmanager
+def venue_in_thread(bars: list[Bar] | None = None, options: VenueOptions | None = None,
+                    **kwargs: Any) -> Iterator[ThreadedVenue]:
+    """`run_venue` in a background thread with its own event loop (for tests that drive a
+    daemon subprocess). Method calls on the result run inside the venue's loop."""
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(
+            run_venue(bars, options, **kwargs)) as venue:
+        yield ThreadedVenue(venue, portal)
