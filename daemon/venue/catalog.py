@@ -64,7 +64,7 @@ class Catalog:
     """All contracts the venue knows, active and expired, with the traded one among them."""
 
     def __init__(self, traded: str) -> None:
-        ids = [f"CON.F.US.{root}.{m}" for root in _ROOTS for m in ("Z26", "H27")]
+        ids = [f"CON.F.US.{root}.{m}" for root in _ROOTS for m in ("Z26", "H27", "M27")]
         self.contracts: dict[str, Contract] = {i: contract_from_id(i) for i in ids}
         for expired in ("CON.F.US.EP.U26", "CON.F.US.ENQ.U26"):
             self.contracts[expired] = contract_from_id(expired, active=False)

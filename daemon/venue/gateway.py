@@ -320,9 +320,11 @@ class Gateway:
         account_id = self._account(body)
         start = get_time(body, "startTimestamp", required=False) or FAR_PAST
         end = get_time(body, "endTimestamp", required=False) or FAR_FUTURE
+        contract_id = get_str(body, "contractId", required=False)  # project-x-py sends it
         if account_id is None:
             return envelope({"trades": []}, 1, "Account not found")
         found = [t.to_wire() for t in self.book.trades
-                 if t.account_id == account_id and start <= t.created <= end]
+                 if t.account_id == account_id and start <= t.created <= end
+                 and contract_id in (None, t.contract_id)]
         return envelope({"trades": found})
 
