@@ -1,0 +1,80 @@
+"""The venue runs in a background thread and as `anchord venue`; both on real ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from daemon.venue import venue_in_thread
+from tests.venue_support import ACCOUNT, CONTRACT, sp500
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _login(http: httpx.Client) -> dict[str, str]:
+    r = http.post("/api/Auth/loginKey", json={"userName": "u", "apiKey": "k"})
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+def test_venue_in_a_thread_serves_a_synchronous_client():
+    with venue_in_thread(sp500()[:200], faults="place:dup_tag=1") as v:
+        v.advance(5)
+        with httpx.Client(base_url=v.base_url, timeout=5) as http:
+            auth = _login(http)
+            r = http.post("/api/Order/place", headers=auth, json={
+                "accountId": ACCOUNT, "contractId": CONTRACT, "type": 2, "side": 1, "size": 2,
+                "customTag": "thr"})
+            assert r.json()["errorCode"] == 2  # the dup_tag fault: placed, answered "in use"
+        assert v.tag_counts() == {"thr": 1}
+        assert v.net_position() == -2
+        assert v.fault_counts() == {"place:dup_tag": 1}
+        assert v.current_bar == sp500()[4]
+
+
+def test_cli_venue_listens_on_a_free_port_and_steps_its_own_clock(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "venue", "--port", "0", "--pace", "0",
+         "--start", "1999-03-01", "--faults", "orders:500=1"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        line = json.loads(proc.stdout.readline())
+        assert line["event"] == "venue_listening" and line["port"] > 0
+        with httpx.Client(base_url=line["base_url"], timeout=5) as http:
+            auth = _login(http)
+            state = http.get("/_venue/state").json()
+            start = state["current"]["index"]
+            assert state["current"]["ts"].startswith("1999-03-01")
+            assert http.post("/_venue/clock", json={"advance": 3}).json()["index"] == start + 3
+            placed = http.post("/api/Order/place", headers=auth, json={
+                "accountId": ACCOUNT, "contractId": CONTRACT, "type": 2, "side": 0, "size": 1,
+                "customTag": "cli"}).json()
+            assert placed["success"]
+            search = http.post("/api/Order/search", headers=auth, json={
+                "accountId": ACCOUNT, "startTimestamp": "2000-01-01T00:00:00Z"})
+            assert search.status_code == 500  # the injected fault
+            state = http.get("/_venue/state").json()
+            assert [o["customTag"] for o in state["orders"]] == ["cli"]
+            assert state["faults"] == {"orders:500": 1}
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert json.loads(out.strip().splitlines()[-1])["event"] == "venue_stopping"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_a_bad_fault_spec_with_one_line():
+    done = subprocess.run([sys.executable, "-m", "daemon", "venue", "--faults", "place:nope=1"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "unknown kind 'nope'" in done.stderr
