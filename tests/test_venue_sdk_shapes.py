@@ -83,16 +83,16 @@ async def test_project_x_py_request_shapes_work_against_the_venue(bars):  # noqa
                   "endTimestamp": (now + timedelta(seconds=5)).isoformat()}
         orders = (await sdk.request("/Order/search", window))["orders"]
         assert [o["customTag"] for o in orders] == ["sdk-1", None]
-        assert all(ORDER_FIELDS <= set(o) for o in orders)
+        assert all(set(o) >= ORDER_FIELDS for o in orders)
         open_orders = await sdk.request("/Order/searchOpen", {"accountId": account["id"]})
         assert [o["id"] for o in open_orders["orders"]] == [placed["orderId"]]
         one = await sdk.request("/Order/searchById", {"accountId": account["id"],
                                                       "orderId": placed["orderId"]})
         assert one["order"]["customTag"] == "sdk-1"
         positions = (await sdk.request("/Position/searchOpen", {"accountId": account["id"]}))
-        assert POSITION_FIELDS <= set(positions["positions"][0])
+        assert set(positions["positions"][0]) >= POSITION_FIELDS
         trades = await sdk.request("/Trade/search", {**window, "contractId": "CON.F.US.EP.Z26"})
-        assert len(trades["trades"]) == 1 and TRADE_FIELDS <= set(trades["trades"][0])
+        assert len(trades["trades"]) == 1 and set(trades["trades"][0]) >= TRADE_FIELDS
         assert (await sdk.request("/Order/cancel", {"accountId": account["id"],
                                                     "orderId": placed["orderId"]}))["success"]
 
