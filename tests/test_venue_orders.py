@@ -200,3 +200,18 @@ async def test_on_bar_shares_the_replay_clock(bars):  # noqa: F811
         assert placed["success"] and Decimal(str(order["filledPrice"])) == tick(bars[30].close)
         assert venue.current_bar == bars[30]
         await c.aclose()
+
+
+async def test_x_replay_time_header_moves_the_clock_forward_only(bars):  # noqa: F811
+    async with run_venue(bars) as venue:
+        c = Client(venue.base_url)
+        await c.login()
+        c.http.headers["X-Replay-Time"] = bars[40].ts.isoformat()
+        await c.place(customTag="h1")
+        c.http.headers["X-Replay-Time"] = bars[10].ts.isoformat()  # older: ignored
+        await c.place(customTag="h2")
+        fills = [Decimal(str(o["filledPrice"])) for o in await orders_of(c)]
+        assert fills == [tick(bars[40].close)] * 2 and venue.current_bar == bars[40]
+        c.http.headers["X-Replay-Time"] = "yesterday"
+        assert (await c.raw("/api/Order/searchOpen", {"accountId": ACCOUNT})).status_code == 400
+        await c.aclose()

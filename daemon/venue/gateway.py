@@ -1,9 +1,10 @@
 """The Gateway contract of the paper venue: routes, auth, rate limits, faults and envelopes.
 
 Order of checks for each request, as a client would meet them: unknown path 404 / wrong method
-405 → injected fault (before processing) → rate limit 429 → bearer token 401 → JSON body 400
-(ProblemDetails) → the endpoint (HTTP 200, envelope, its own error codes) → injected fault
-after processing (the work is done, the answer is lost or wrong).
+405 → injected fault (before processing) → rate limit 429 → bearer token 401 → the optional
+`X-Replay-Time` header and the JSON body, 400 ProblemDetails when malformed → the endpoint
+(HTTP 200, envelope, its own error codes) → injected fault after processing (the work is done,
+the answer is lost or wrong).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import anyio
 
 from daemon.clock import Clock
 from daemon.logs import get_logger
+from daemon.timeutil import parse_utc
 from daemon.venue.book import DUPLICATE_TAG, Book
 from daemon.venue.catalog import Catalog
 from daemon.venue.faults import FaultInjector
@@ -43,6 +45,7 @@ def log() -> Any:
     return get_logger("venue")  # bound at call time: configure_logging may come later
 BRACKETS_REJECTED = ("Brackets cannot be used with Position Brackets. "
                      "You must enable Auto OCO Brackets.")
+REPLAY_TIME_HEADER = "x-replay-time"
 FAR_PAST = datetime(1900, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -89,12 +92,14 @@ class Gateway:
     def __init__(self, *, market: Market, catalog: Catalog, book: Book, tokens: TokenIssuer,
                  faults: FaultInjector, limits: RateLimits, clock: Clock,
                  credentials: tuple[str, str] | None = None, retry_after: bool = True,
-                 extra_routes: dict[str, Callable[[Request], Any]] | None = None) -> None:
+                 extra_routes: dict[str, Callable[[Request], Any]] | None = None,
+                 on_replay_time: Callable[[datetime], Any] | None = None) -> None:
         self.market, self.catalog, self.book, self.tokens = market, catalog, book, tokens
         self.faults, self.limits, self.clock = faults, limits, clock
         self.credentials = credentials
         self.retry_after = retry_after
         self.extra_routes = extra_routes or {}
+        self.on_replay_time = on_replay_time
         self.requests: Counter[str] = Counter()
 
     async def handle(self, req: Request) -> Reply:
@@ -125,6 +130,7 @@ class Gateway:
             if user is None:
                 return Response(401, headers=[("www-authenticate", "Bearer")])
         try:
+            self._follow_replay_time(req)
             body = json.loads(req.body) if req.body.strip() else {}
             if not isinstance(body, dict):
                 raise BadRequest("The request body must be a JSON object.")
@@ -134,6 +140,17 @@ class Gateway:
         if isinstance(result, Response):
             return result
         return self._fault_after(route.endpoint, seq, fault, body, result)
+
+    def _follow_replay_time(self, req: Request) -> None:
+        # Not part of the Gateway (which ignores unknown headers): a client replaying bars in
+        # another process may say which bar is current, so its orders fill deterministically.
+        stamp = req.headers.get(REPLAY_TIME_HEADER)
+        if stamp and self.on_replay_time is not None:
+            try:
+                when = parse_utc(stamp)
+            except ValueError:
+                raise BadRequest(f"{REPLAY_TIME_HEADER}: not an ISO time: {stamp!r}") from None
+            self.on_replay_time(when)
 
     def _too_many(self, wait: int) -> Response:
         headers = [("retry-after", str(wait))] if self.retry_after else []
@@ -242,7 +259,7 @@ class Gateway:
 
     def order_place(self, body: dict[str, Any], req: Request) -> Any:
         contract_id = get_str(body, "contractId")
-        tag = get_str(body, "customTag", required=False)
+        tag = get_str(body, "customTag", required=False) or None  # "" = no tag
         brackets = body.get("stopLossBracket") is not None or \
             body.get("takeProfitBracket") is not None
         res = self.book.place(

@@ -9,6 +9,10 @@ is the same, synchronously; `advance(n)` steps through the venue's own data; `se
 jumps to the last data bar at or before ts. Every data bar passed over is matched against the
 resting orders, in order. Order and trade timestamps come from the injected `clock`.
 
+A client in another process can share the clock too: a request carrying the (non-Gateway)
+header `X-Replay-Time: <ISO time of its current bar>` first moves the venue forward to the last
+data bar at or before that time (never backwards). The real Gateway ignores the header.
+
 Non-Gateway admin endpoints for tests driving a standalone venue: GET /_venue/state (orders,
 positions, trades, accounts, faults, requests, current bar) and POST /_venue/clock with
 {"advance": n} | {"index": i} | {"time": iso}.
@@ -63,6 +67,7 @@ class VenueOptions:
     other_limit: str = DEFAULT_OTHER
     retry_after: bool = True  # send Retry-After on 429
     faults: str = ""  # see daemon/venue/faults.py
+    follow_replay_time: bool = True  # honour the X-Replay-Time request header
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
 
@@ -88,7 +93,8 @@ class Venue:
                                tokens=self.tokens, faults=self.fault_injector, limits=self.limits,
                                clock=self.clock, credentials=creds, retry_after=opts.retry_after,
                                extra_routes={"/_venue/state": self._admin_state,
-                                             "/_venue/clock": self._admin_clock})
+                                             "/_venue/clock": self._admin_clock},
+                               on_replay_time=self.set_time if opts.follow_replay_time else None)
         self.port = 0
 
     # ---- network ---------------------------------------------------------------------------
