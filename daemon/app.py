@@ -169,9 +169,10 @@ class Daemon:
             self._stopping.set()
         self.ingest.stop()
 
-    async def _signals(self) -> None:
+    async def _signals(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                                         signal.SIGUSR1, signal.SIGUSR2) as signals:
+            task_status.started()
             async for signum in signals:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     self.request_stop(signal.Signals(signum).name)
@@ -222,7 +223,7 @@ class Daemon:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.control.serve)
-                tg.start_soon(self._signals)
+                await tg.start(self._signals)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._heartbeat)
                 for task in self.tasks:
