@@ -39,11 +39,11 @@ def write_config(folder: Path, text: str, name: str = "runtime.toml") -> Path:
 
 
 def basic_config(source: str = "sample:sp500", at_end: str = "idle", pace: float = 0.0,
-                 extra: str = "") -> str:
-    """A small runtime.toml whose state lives next to it."""
+                 extra: str = "", metrics: str = 'listen = "127.0.0.1:0"') -> str:
+    """A small runtime.toml whose state lives next to it; `extra` continues the [data] table."""
     return (
         "[daemon]\nstate_dir = \"state\"\ncontrol_socket = \"state/ctl.sock\"\n"
-        "status_interval_s = 60.0\n"
+        f"status_interval_s = 60.0\n[metrics]\n{metrics}\n"
         f"[data]\nsource = \"{source}\"\npace = {pace}\nat_end = \"{at_end}\"\n" + extra
     )
 
