@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 
+from daemon.alerts import AlertHook
 from daemon.bars.replay import open_replay
 from daemon.clock import Clock, WallClock
 from daemon.config import Change, RuntimeConfig, apply_reload, load_config
@@ -25,6 +26,7 @@ from daemon.errors import ConfigError
 from daemon.ingest import IngestLoop
 from daemon.logs import configure_logging, get_logger
 from daemon.metrics import Metrics
+from daemon.metrics_http import serve_metrics
 from daemon.notify import Notifier
 from daemon.risk import RiskState
 from daemon.store import Store
@@ -44,6 +46,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.log = get_logger("daemon")
         self.metrics = Metrics()
+        self.alerts = AlertHook(cfg.metrics.alert_command)
         state_dir = cfg.path(cfg.daemon.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
@@ -70,6 +73,7 @@ class Daemon:
     def _engage_kill(self, source: str) -> None:
         if self.risk.engage_kill(source, self.clock.now()):
             self.log.warning("kill_switch_engaged", source=source)
+            self.alerts.fire("kill", source=source)
         self.metrics.kill_switch.set(1)
 
     def reload(self, source: str) -> bool:
@@ -102,6 +106,7 @@ class Daemon:
         keys = {c.key for c in changes}
         if "[daemon].log_level" in keys:
             configure_logging(cfg.daemon.log_level)
+        self.alerts.command = cfg.metrics.alert_command
         self.risk.set_embargo(cfg.risk.embargo_before_min, cfg.risk.embargo_after_min)
         if cfg.risk.kill_switch and not self.risk.kill_switch:
             self._engage_kill("config")
@@ -169,9 +174,10 @@ class Daemon:
             self._stopping.set()
         self.ingest.stop()
 
-    async def _signals(self) -> None:
+    async def _signals(self, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
                                         signal.SIGUSR1, signal.SIGUSR2) as signals:
+            task_status.started()
             async for signum in signals:
                 if signum in (signal.SIGTERM, signal.SIGINT):
                     self.request_stop(signal.Signals(signum).name)
@@ -219,10 +225,15 @@ class Daemon:
         """Run until stopped; returns the process exit code."""
         self.log.info("starting", config=self.cfg.source_path, state_dir=str(self.state_dir),
                       kill_switch=self.risk.kill_switch, instance_id=self.store.instance_id())
+        metrics_server = None
+        if self.cfg.metrics.listen:
+            metrics_server, port = serve_metrics(self.metrics, self.cfg.metrics.listen)
+            self.log.info("metrics_listening", url=f"http://{metrics_server.server_address[0]}"
+                                                   f":{port}/metrics")
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.control.serve)
-                tg.start_soon(self._signals)
+                await tg.start(self._signals)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._heartbeat)
                 for task in self.tasks:
@@ -237,6 +248,8 @@ class Daemon:
                 tg.cancel_scope.cancel()
         finally:
             self.store.close()
+            if metrics_server is not None:
+                metrics_server.shutdown()
         self.log.info("stopped")
         return 0
 

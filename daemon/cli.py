@@ -39,8 +39,29 @@ def _add_venue(sub: argparse._SubParsersAction) -> None:
     add_venue_parser(sub)
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="rebuild a run's report (HTML, PNG, JSON) from its state")
+    p.add_argument("run_dir", help="the run's state directory (holds store.sqlite)")
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/reports)")
+
+    def report(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        import orjson
+
+        from daemon.run_report import build_report
+
+        out = Path(args.out) if args.out else None
+        summary = build_report(Path(args.run_dir), out)
+        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode())
+        return 0
+
+    p.set_defaults(func=report)
+
+
 # One line per command module; each adds its own sub-parser with `func` set.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_venue]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_report,
+                                                               _add_venue]
 
 
 def build_parser() -> argparse.ArgumentParser:

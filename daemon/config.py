@@ -85,11 +85,36 @@ class RiskSection:
     embargo_after_min: float = setting(15.0, reloadable=True, check=at_least(0.0))
 
 
+def _listen_check(value: str) -> str | None:
+    if not value:
+        return None
+    from daemon.metrics_http import parse_listen
+
+    try:
+        parse_listen(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    listen: str = setting(
+        "127.0.0.1:9464", check=_listen_check,
+        doc="Prometheus endpoint host:port on loopback; empty = off (port 0 = any free port)",
+    )
+    alert_command: str = setting(
+        "", reloadable=True, doc="command run on kill, rollback and unhealthy canary (argv split"
+        " on spaces; the alert is passed as JSON on stdin); empty = none",
+    )
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     data: DataSection = field(default_factory=DataSection)
     risk: RiskSection = field(default_factory=RiskSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     # Where the file was read from; relative paths in the file are relative to its folder.
     source_path: str = field(default="runtime.toml", metadata={"internal": True})
 

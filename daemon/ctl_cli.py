@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from daemon.config import load_config
 from daemon.control import call
+from daemon.errors import ConfigError
 
 
 def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ctl", help="steer a running daemon")
     p.add_argument("--config", default="runtime.toml", help="path to runtime.toml")
+    p.add_argument("--socket", default=None, help="control socket (default: from the config)")
     csub = p.add_subparsers(dest="ctl_command", required=True, metavar="CMD")
     st = csub.add_parser("status", help="show the daemon's state")
     st.add_argument("--json", action="store_true", help="one JSON object for machines")
@@ -43,9 +47,23 @@ def format_table(data: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in flat)
 
 
+def socket_path(config_path: str) -> Path:
+    """The control socket named by the config; if the file is currently invalid (an operator
+    mid-edit), still find the socket so that ctl keeps working."""
+    try:
+        cfg = load_config(config_path)
+        return cfg.path(cfg.daemon.control_socket)
+    except ConfigError as err:
+        try:
+            raw = tomllib.loads(Path(config_path).read_text())
+            value = raw["daemon"]["control_socket"]
+        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError):
+            raise err from None
+        return (Path(config_path).resolve().parent / str(value)).resolve()
+
+
 def run_ctl(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    sock = cfg.path(cfg.daemon.control_socket)
+    sock = Path(args.socket) if args.socket else socket_path(args.config)
     cmd = args.ctl_command
     payload: dict[str, Any] = {}
     if cmd == "kill":

@@ -21,7 +21,7 @@ from daemon.timeutil import iso, parse_utc
 
 # Numbered migrations. Never edit a released one; add a new number.
 # Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
-# (recalibration history), 4 adapters (audit index).
+# (recalibration history), 4 adapters (audit index), 5 run journal.
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +46,15 @@ MIGRATIONS: dict[int, str] = {
         next_index INTEGER NOT NULL,
         total INTEGER NOT NULL
     );
+    """,
+    5: """
+    CREATE TABLE journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX journal_kind ON journal(kind, seq);
     """,
 }
 
@@ -181,3 +190,20 @@ class Store:
                 " next_index = excluded.next_index, total = excluded.total",
                 (source_id, epoch, next_index, total),
             )
+
+    # -- run journal (what the run report is rebuilt from) -----------------------------------
+    def journal(self, kind: str, ts: datetime, payload: dict[str, Any]) -> None:
+        """Append one record of what happened in the run (a bar, a cycle, a canary step...)."""
+        with self.transaction() as c:
+            c.execute("INSERT INTO journal(kind, ts, payload) VALUES(?, ?, ?)",
+                      (kind, iso(ts), orjson.dumps(payload, default=str).decode()))
+
+    def journal_rows(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Journal records in order, each as {seq, kind, ts, **payload}."""
+        if kind is None:
+            rows = self.conn.execute("SELECT * FROM journal ORDER BY seq").fetchall()
+        else:
+            rows = self.conn.execute("SELECT * FROM journal WHERE kind = ? ORDER BY seq",
+                                     (kind,)).fetchall()
+        return [{"seq": r["seq"], "kind": r["kind"], "ts": r["ts"], **orjson.loads(r["payload"])}
+                for r in rows]
