@@ -7,6 +7,8 @@ deterministically against replayed bars and injects faults on request.
         venue.orders(), venue.positions(), venue.fault_counts()
 """
 
-from daemon.venue.server import ThreadedVenue, Venue, VenueOptions, run_venue, venue_in_thread
+from daemon.venue.runners import ThreadedVenue, run_venue, venue_bars, venue_in_thread
+from daemon.venue.server import Venue, VenueOptions
 
-__all__ = ["ThreadedVenue", "Venue", "VenueOptions", "run_venue", "venue_in_thread"]
+__all__ = ["ThreadedVenue", "Venue", "VenueOptions", "run_venue", "venue_bars",
+           "venue_in_thread"]

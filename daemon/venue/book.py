@@ -22,92 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
 
 from daemon.bars.model import Bar
 from daemon.venue.catalog import Catalog, Contract
+from daemon.venue.models import Account, Order, Position, Trade
 from daemon.venue.wire import dec
 
 LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7
 OPEN, FILLED, CANCELLED, EXPIRED, REJECTED, PENDING = 1, 2, 3, 4, 5, 6
 BUY, SELL = 0, 1
 DUPLICATE_TAG = "Specified custom tag is already in use"
-
-
-@dataclass
-class Account:
-    id: int
-    name: str
-    balance: Decimal
-    can_trade: bool = True
-    simulated: bool = True
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "balance": self.balance,
-                "canTrade": self.can_trade, "isVisible": True, "simulated": self.simulated}
-
-
-@dataclass
-class Order:
-    id: int
-    account_id: int
-    contract: Contract
-    created: datetime
-    updated: datetime
-    status: int
-    type: int
-    side: int
-    size: int
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-    fill_volume: int = 0
-    filled_price: Decimal | None = None
-    custom_tag: str | None = None
-    reason: str | None = None  # why it was rejected (not on the wire)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "accountId": self.account_id, "contractId": self.contract.id,
-                "symbolId": self.contract.symbol_id, "creationTimestamp": self.created,
-                "updateTimestamp": self.updated, "status": self.status, "type": self.type,
-                "side": self.side, "size": self.size, "limitPrice": self.limit_price,
-                "stopPrice": self.stop_price, "fillVolume": self.fill_volume,
-                "filledPrice": self.filled_price, "customTag": self.custom_tag}
-
-
-@dataclass
-class Trade:
-    id: int
-    account_id: int
-    contract_id: str
-    created: datetime
-    price: Decimal
-    pnl: Decimal | None
-    fees: Decimal
-    side: int
-    size: int
-    order_id: int
-    voided: bool = False
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "accountId": self.account_id, "contractId": self.contract_id,
-                "creationTimestamp": self.created, "price": self.price,
-                "profitAndLoss": self.pnl, "fees": self.fees, "side": self.side,
-                "size": self.size, "voided": self.voided, "orderId": self.order_id}
-
-
-@dataclass
-class Position:
-    id: int
-    account_id: int
-    contract: Contract
-    created: datetime
-    net: int  # signed: > 0 long, < 0 short
-    avg: Decimal
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"id": self.id, "accountId": self.account_id, "contractId": self.contract.id,
-                "contractDisplayName": self.contract.name, "creationTimestamp": self.created,
-                "type": 1 if self.net > 0 else 2, "size": abs(self.net), "averagePrice": self.avg}
 
 
 @dataclass(frozen=True)

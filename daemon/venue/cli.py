@@ -21,7 +21,8 @@ from daemon.timeutil import parse_utc
 from daemon.venue.faults import __doc__ as FAULTS_DOC
 from daemon.venue.faults import parse_faults
 from daemon.venue.ratelimit import DEFAULT_HISTORY, DEFAULT_OTHER, parse_rate
-from daemon.venue.server import Venue, VenueOptions, run_venue
+from daemon.venue.runners import run_venue, venue_bars
+from daemon.venue.server import Venue, VenueOptions
 
 
 def log() -> Any:
@@ -86,9 +87,7 @@ def _start(venue: Venue, start: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from daemon.bars.replay import load_bars
-
-    bars = load_bars(args.data, args.contract)
+    bars = venue_bars(args.data, args.contract)
     if not bars:
         raise AnchordError(f"--data {args.data}: no valid bars")
     async with run_venue(bars, _options(args)) as venue, anyio.create_task_group() as tg:

@@ -21,26 +21,22 @@ positions, trades, accounts, faults, requests, current bar) and POST /_venue/clo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import anyio
 from anyio.abc import TaskGroup
-from anyio.from_thread import start_blocking_portal
 
 from daemon.bars.model import Bar
-from daemon.bars.replay import load_bars
 from daemon.clock import Clock, WallClock
 from daemon.logs import get_logger
 from daemon.timeutil import parse_utc
 from daemon.venue.book import Book
 from daemon.venue.catalog import Catalog
+from daemon.venue.endpoints import json_response
 from daemon.venue.faults import FaultInjector, FaultPlan, parse_faults
-from daemon.venue.gateway import Gateway, _json
+from daemon.venue.gateway import Gateway
 from daemon.venue.httpserver import Request, open_listener, serve_connection
 from daemon.venue.market import Market
 from daemon.venue.ratelimit import DEFAULT_HISTORY, DEFAULT_OTHER, RateLimits
@@ -211,7 +207,7 @@ class Venue:
                 "current": {"index": self.market.index, "ts": cur.ts if cur else None}}
 
     async def _admin_state(self, req: Request) -> Any:
-        return _json(200, self.state())
+        return json_response(200, self.state())
 
     async def _admin_clock(self, req: Request) -> Any:
         body = json.loads(req.body or b"{}")
@@ -221,60 +217,4 @@ class Venue:
             self.set_bar(self.market.bars[int(body["index"])])
         elif "time" in body:
             self.set_time(parse_utc(body["time"]))
-        return _json(200, self.state()["current"])
-
-
-@asynccontextmanager
-async def run_venue(bars: list[Bar] | None = None, options: VenueOptions | None = None, *,
-                    data: str | None = None, clock: Clock | None = None,
-                    **overrides: Any) -> AsyncIterator[Venue]:
-    """Serve a venue in the current event loop for the duration of the block.
-
-    Bars come from `bars` or are loaded from `data` (a replay source: `sample:sp500`, CSV,
-    Parquet). `overrides` replace fields of `options` (e.g. faults="place:reset=0.1").
-    """
-    opts = options or VenueOptions()
-    if overrides:
-        opts = VenueOptions(**{**vars(opts), **overrides})
-    if bars is None:
-        bars = load_bars(data or "sample:sp500", opts.contract)
-    venue = Venue(bars, opts, clock)
-    async with anyio.create_task_group() as tg:
-        await venue.start(tg)
-        try:
-            yield venue
-        finally:
-            tg.cancel_scope.cancel()
-
-
-class ThreadedVenue:
-    """A venue running in a background thread; calls are forwarded to its event loop."""
-
-    def __init__(self, venue: Venue, portal: Any) -> None:
-        self._venue = venue
-        self._portal = portal
-
-    @property
-    def base_url(self) -> str:
-        return self._venue.base_url
-
-    @property
-    def venue(self) -> Venue:
-        """The venue object itself (read-only use from this thread)."""
-        return self._venue
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._venue, name)
-        if not callable(attr):
-            return attr
-        return lambda *a, **kw: self._portal.call(lambda: attr(*a, **kw))
-
-
-@contextmanager
-def venue_in_thread(bars: list[Bar] | None = None, options: VenueOptions | None = None,
-                    **kwargs: Any) -> Iterator[ThreadedVenue]:
-    """`run_venue` in a background thread with its own event loop (for tests that drive a
-    daemon subprocess). Method calls on the result run inside the venue's loop."""
-    with start_blocking_portal() as portal, portal.wrap_async_context_manager(
-            run_venue(bars, options, **kwargs)) as venue:
-        yield ThreadedVenue(venue, portal)
+        return json_response(200, self.state()["current"])
