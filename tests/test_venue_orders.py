@@ -215,3 +215,24 @@ async def test_x_replay_time_header_moves_the_clock_forward_only(bars):  # noqa:
         c.http.headers["X-Replay-Time"] = "yesterday"
         assert (await c.raw("/api/Order/searchOpen", {"accountId": ACCOUNT})).status_code == 400
         await c.aclose()
+
+
+async def test_the_same_bar_twice_does_not_match_twice_and_a_rewind_restarts(bars):  # noqa: F811
+    async with run_venue(bars) as venue:
+        c = Client(venue.base_url)
+        await c.login()
+        venue.set_bar(bars[50])
+        # a buy limit inside bar 50's range but under its close: must wait for a later bar
+        limit = tick(bars[50].low) + Decimal("0.25")
+        if limit >= tick(bars[50].close):
+            limit = tick(bars[50].close) - 1
+        await c.place(type=1, side=0, limitPrice=float(limit), customTag="w")
+        venue.set_bar(bars[50])  # the same bar again (e.g. a second handler call)
+        assert (await orders_of(c))[0]["status"] == 1
+        venue.set_bar(bars[5])  # a replay that starts over
+        assert venue.market.index == 5 and venue.current_bar == bars[5]
+        history = await c.call("/api/History/retrieveBars", {
+            "contractId": CONTRACT, "live": False, "startTime": "1990-01-01T00:00:00Z",
+            "endTime": "2100-01-01T00:00:00Z", "unit": 4, "unitNumber": 1, "limit": 100})
+        assert len(history["bars"]) == 6
+        await c.aclose()

@@ -20,6 +20,7 @@ positions, trades, accounts, faults, requests, current bar) and POST /_venue/clo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,8 +76,10 @@ class Venue:
                  clock: Clock | None = None) -> None:
         self.options = opts = options or VenueOptions()
         self.clock = clock or WallClock()
-        self.market = Market(opts.contract, [b for b in bars if b.contract == opts.contract]
-                             if any(b.contract == opts.contract for b in bars) else bars)
+        # The venue trades one contract; bars loaded under another label are taken as its.
+        own = [b for b in bars if b.contract == opts.contract]
+        self.market = Market(opts.contract, own if own else
+                             [dataclasses.replace(b, contract=opts.contract) for b in bars])
         self.catalog = Catalog(opts.contract)
         self.book = Book(self.catalog, self.clock.now, Decimal(opts.fee_per_contract))
         for i, name in enumerate(opts.accounts):
@@ -116,16 +119,24 @@ class Venue:
         return self.market.current
 
     def set_bar(self, bar: Bar) -> None:
-        """Make `bar` the current bar; data bars passed over (and `bar` itself) are matched
-        against resting orders in time order. A bar of another contract is ignored."""
-        if bar.contract != self.market.contract_id and self.market.bars:
-            return
+        """Make `bar` the current bar. Moving forward, the data bars passed over and then `bar`
+        itself are matched against resting orders, in time order. The same time again only
+        replaces the current bar (no second matching); an earlier time rewinds the clock (a
+        replay that starts over) and `bar` is matched as a new bar. The venue has one market:
+        a bar labelled with another contract is taken as the traded contract's."""
+        if bar.contract != self.market.contract_id:
+            bar = dataclasses.replace(bar, contract=self.market.contract_id)
+        now = self.market.now_ts
         target = self.market.index_at(bar.ts)
-        for i in range(self.market.index + 1, target + 1):
-            data_bar = self.market.bars[i]
-            if data_bar.ts != bar.ts:
-                self.book.on_bar(self.market.contract_id, data_bar)
-        self.market.index = max(self.market.index, target)
+        if now is not None and bar.ts == now:
+            self.market.current = bar
+            return
+        if now is None or bar.ts > now:
+            for i in range(self.market.index + 1, target + 1):
+                data_bar = self.market.bars[i]
+                if data_bar.ts != bar.ts:
+                    self.book.on_bar(self.market.contract_id, data_bar)
+        self.market.index = target
         self.market.current = bar
         self.book.on_bar(self.market.contract_id, bar)
 
