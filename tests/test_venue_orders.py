@@ -236,3 +236,26 @@ async def test_the_same_bar_twice_does_not_match_twice_and_a_rewind_restarts(bar
             "endTime": "2100-01-01T00:00:00Z", "unit": 4, "unitNumber": 1, "limit": 100})
         assert len(history["bars"]) == 6
         await c.aclose()
+
+
+async def test_order_v2_query_filters_sorts_and_pages(bars):  # noqa: F811
+    async with run_venue(bars) as venue:
+        c = Client(venue.base_url)
+        await c.login()
+        now = venue.advance(3)
+        for i in range(130):  # resting buys far under the market, every 10th cancelled
+            oid = (await c.place(type=1, limitPrice=float(tick(now.close) - 100),
+                                 customTag=f"q{i}"))["orderId"]
+            if i % 10 == 0:
+                await c.call("/api/Order/cancel", {"accountId": ACCOUNT, "orderId": oid})
+        flat = await c.raw("/api/Order/v2/query", {"accountId": ACCOUNT})
+        assert flat.status_code == 400 and "filter" in flat.json()["detail"]
+        query = {"filter": {"accountId": ACCOUNT, "statuses": [1]}, "pageSize": 500,
+                 "pageOffset": 0, "sortBy": 1, "sortDirection": 1, "includeTotalCount": True}
+        first = await c.call("/api/Order/v2/query", query)
+        assert first["totalCount"] == 117 and len(first["orders"]) == 100  # page cap
+        second = await c.call("/api/Order/v2/query", {**query, "pageOffset": 100})
+        ids = [o["id"] for o in first["orders"] + second["orders"]]
+        assert len(ids) == 117 and ids == sorted(ids, reverse=True)
+        assert all(o["status"] == 1 for o in second["orders"])
+        await c.aclose()

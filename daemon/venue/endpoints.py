@@ -3,6 +3,12 @@
 Each method takes the parsed JSON body (and the request, for the bearer token) and returns the
 response body — HTTP 200 with the envelope — or a Response for the few non-envelope answers.
 Field names, payload names and error codes follow /work/shared/reference/projectx-gateway.md.
+
+Choices where the reference is silent or unsure: an expired token gets HTTP 401 on every
+endpoint, Auth/validate included (clients fall back to loginKey); a duplicate customTag creates
+no order (orderId null) while other validation rejects create a Rejected order and return its
+id; Order/searchOpen includes customTag; Status/ping needs no token and answers "pong";
+Order/v2/query caps a page at 100 rows and takes `pageOffset` as a row offset.
 """
 
 from __future__ import annotations
@@ -176,6 +182,30 @@ class Endpoints:
         if account_id is None or order is None or order.account_id != account_id:
             return envelope({"order": None}, 1, "Order not found")
         return envelope({"order": order.to_wire()})
+
+    def order_query(self, body: dict[str, Any], req: Request) -> Any:
+        """Order/v2/query (Swagger only): filtered, sorted, paged orders with totalCount."""
+        flt = body.get("filter")
+        if not isinstance(flt, dict):
+            return json_response(400, problem("JSON deserialization for type "
+                                              "'OrderQueryRequest' was missing required "
+                                              "properties including: 'filter'."))
+        account_id = get_int(flt, "accountId")
+        statuses = flt.get("statuses") or []
+        after = get_time(flt, "createdAfter", required=False) or FAR_PAST
+        before = get_time(flt, "createdBefore", required=False) or FAR_FUTURE
+        if account_id not in self.book.accounts:
+            return envelope({"orders": [], "totalCount": 0}, 1, "Account not found")
+        found = [o for o in self.book.orders.values() if o.account_id == account_id
+                 and (not statuses or o.status in statuses) and after <= o.created <= before]
+        by_id = get_int(body, "sortBy", required=False) == 1
+        found.sort(key=(lambda o: o.id) if by_id else (lambda o: (o.created, o.id)),
+                   reverse=get_int(body, "sortDirection", required=False) == 1)
+        size = min(get_int(body, "pageSize", required=False) or 100, 100)
+        offset = max(get_int(body, "pageOffset", required=False) or 0, 0)
+        total = len(found) if get_bool(body, "includeTotalCount", required=False) else None
+        return envelope({"orders": [o.to_wire() for o in found[offset:offset + size]],
+                         "totalCount": total})
 
     # ---- Positions and trades --------------------------------------------------------------
     def position_search_open(self, body: dict[str, Any], req: Request) -> Any:

@@ -7,9 +7,13 @@ Grammar (comma-separated items, no spaces needed):
            | "stall_s=" SECONDS               how long a timeout stalls before closing (15)
            | [SCOPE ":"] "latency_ms=" MS     extra delay before every request of the scope
            | SCOPE ":" KIND "=" PROBABILITY   inject KIND on that fraction of requests
-    SCOPE := "any" | an endpoint name (see ENDPOINTS: login validate logout accounts contracts
-             contract bars place cancel modify orders open_orders order positions close
-             partial_close trades ping)
+    SCOPE := "any" | an endpoint name: login validate logout (Auth/*), accounts
+             (Account/search), contracts (Contract/search, /available), contract
+             (Contract/searchById), bars (History/retrieveBars), place cancel modify
+             (Order/*), orders (Order/search), open_orders (Order/searchOpen), order
+             (Order/searchById), order_query (Order/v2/query), positions
+             (Position/searchOpen), close partial_close (Position/*CloseContract),
+             trades (Trade/search), ping (Status/ping)
 
 KIND, and what the client sees:
     429                   HTTP 429 (with Retry-After), request not processed
@@ -40,8 +44,8 @@ from dataclasses import dataclass, field
 from daemon.errors import AnchordError
 
 ENDPOINTS = ("login", "validate", "logout", "accounts", "contracts", "contract", "bars",
-             "place", "cancel", "modify", "orders", "open_orders", "order", "positions", "close",
-             "partial_close", "trades", "ping")
+             "place", "cancel", "modify", "orders", "open_orders", "order", "order_query",
+             "positions", "close", "partial_close", "trades", "ping")
 KINDS = ("429", "500", "503", "5xx", "reset", "timeout", "5xx_after_accept",
          "reset_after_accept", "timeout_after_accept", "dup_tag")
 AFTER_ACCEPT = ("5xx_after_accept", "reset_after_accept", "timeout_after_accept", "dup_tag")

@@ -56,6 +56,7 @@ ROUTES = {
     "/api/Order/search": Route("orders", "POST", True, "order_search"),
     "/api/Order/searchOpen": Route("open_orders", "POST", True, "order_search_open"),
     "/api/Order/searchById": Route("order", "POST", True, "order_by_id"),
+    "/api/Order/v2/query": Route("order_query", "POST", True, "order_query"),
     "/api/Position/searchOpen": Route("positions", "POST", True, "position_search_open"),
     "/api/Position/closeContract": Route("close", "POST", True, "position_close"),
     "/api/Position/partialCloseContract": Route("partial_close", "POST", True,
