@@ -46,7 +46,7 @@ def log() -> Any:
 def json_response(status: int, body: Any,
                   headers: list[tuple[str, str]] | None = None) -> Response:
     """A JSON answer (Decimals with 9 fractional digits)."""
-    return Response(status, dumps(body).encode(), headers or [])
+    return Response(status, dumps(body), headers or [])
 
 
 class Endpoints:
