@@ -139,3 +139,16 @@ async def test_keep_alive_connection_serves_many_requests(bars):  # noqa: F811
         async with httpx.AsyncClient(base_url=venue.base_url, limits=limits) as http:
             for _ in range(20):
                 assert (await http.get("/api/Status/ping")).text == "pong"
+
+
+async def test_client_strings_never_turn_into_numbers(bars):  # noqa: F811
+    async with run_venue(bars) as venue:
+        venue.advance()
+        c = Client(venue.base_url)
+        await c.login()
+        tag = "\x001.500000000"
+        assert (await c.place(customTag=tag))["success"]
+        orders = (await c.call("/api/Order/search", {"accountId": ACCOUNT,
+                                                     "startTimestamp": "2000-01-01T00:00:00Z"}))
+        assert orders["orders"][0]["customTag"] == tag
+        await c.aclose()
