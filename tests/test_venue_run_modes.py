@@ -78,3 +78,30 @@ def test_cli_refuses_a_bad_fault_spec_with_one_line():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "unknown kind 'nope'" in done.stderr
+
+
+async def test_attached_venue_follows_the_daemons_replay_clock(tmp_path):
+    from daemon.app import Daemon
+    from daemon.config import parse_config
+    from daemon.venue import attach_to_daemon, run_venue
+
+    cfg = parse_config({"daemon": {"state_dir": str(tmp_path / "state"),
+                                   "control_socket": str(tmp_path / "ctl.sock")},
+                        "data": {"source": "sample:sp500", "end": "1999-03-01"}},
+                       str(tmp_path / "runtime.toml"))
+    daemon = Daemon(cfg)
+    seen = []
+
+    async def pipeline(bar):  # stands for the pipeline: the venue already stands on `bar`
+        seen.append(venue.current_bar == bar)
+
+    async with run_venue(sp500(), contract=cfg.data.contract) as venue:
+        daemon.ingest.handlers.append(pipeline)
+        attach_to_daemon(venue, daemon)
+        for row in daemon.ingest.data.rows[:30]:
+            await daemon.ingest.process(row)
+        assert seen == [True] * 30
+        assert venue.current_bar == daemon.ingest.last_bar
+        status = daemon.status()
+        assert status["venue"]["current_bar"] == daemon.ingest.last_bar.ts.isoformat()
+    daemon.store.close()

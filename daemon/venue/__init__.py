@@ -7,8 +7,9 @@ deterministically against replayed bars and injects faults on request.
         venue.orders(), venue.positions(), venue.fault_counts()
 """
 
+from daemon.venue.attach import attach_to_daemon
 from daemon.venue.runners import ThreadedVenue, run_venue, venue_bars, venue_in_thread
 from daemon.venue.server import Venue, VenueOptions
 
-__all__ = ["ThreadedVenue", "Venue", "VenueOptions", "run_venue", "venue_bars",
+__all__ = ["ThreadedVenue", "attach_to_daemon", "Venue", "VenueOptions", "run_venue", "venue_bars",
            "venue_in_thread"]

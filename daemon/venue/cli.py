@@ -87,10 +87,11 @@ def _start(venue: Venue, start: str) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    options = _options(args)  # a bad spec is refused before the data is loaded
     bars = venue_bars(args.data, args.contract)
     if not bars:
         raise AnchordError(f"--data {args.data}: no valid bars")
-    async with run_venue(bars, _options(args)) as venue, anyio.create_task_group() as tg:
+    async with run_venue(bars, options) as venue, anyio.create_task_group() as tg:
         _start(venue, args.start)
         if args.pace > 0:
             tg.start_soon(_step, venue, 1.0 / args.pace)

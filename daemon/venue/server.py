@@ -3,7 +3,7 @@ ways to run it — in an anyio task group (`run_venue`), in a background thread 
 event loop (`venue_in_thread`), or standalone (`anchord venue`, see daemon/venue/cli.py).
 
 Sharing the replay clock: the venue's market moves only when told. In-process, register
-`venue.on_bar` as the FIRST ingest handler (`daemon.ingest.handlers.insert(0, venue.on_bar)`),
+`venue.on_bar` as the FIRST ingest handler (`attach_to_daemon(venue, daemon)` does that),
 so that a market order placed while bar t is current fills at bar t's close. `set_bar(bar)`
 is the same, synchronously; `advance(n)` steps through the venue's own data; `set_time(ts)`
 jumps to the last data bar at or before ts. Every data bar passed over is matched against the
@@ -208,6 +208,18 @@ class Venue:
 
     def set_rate_limits(self, history: str | None = None, other: str | None = None) -> None:
         self.limits.set(history, other)
+
+    def summary(self) -> dict[str, Any]:
+        """Counters for a status page: orders by status, net position, faults, requests."""
+        by_status: dict[int, int] = {}
+        for o in self.book.orders.values():
+            by_status[o.status] = by_status.get(o.status, 0) + 1
+        cur = self.market.current
+        return {"base_url": self.base_url, "orders": len(self.book.orders),
+                "orders_by_status": by_status, "trades": len(self.book.trades),
+                "net_position": self.net_position(), "faults": self.fault_counts(),
+                "requests": self.request_counts(),
+                "current_bar": cur.ts.isoformat() if cur else None}
 
     def state(self) -> dict[str, Any]:
         """Everything a test wants to compare, as JSON-able data (Decimals stay Decimals)."""
