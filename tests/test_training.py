@@ -118,15 +118,17 @@ def test_missing_file_and_unknown_version_are_refused(artifact_set, tmp_path: Pa
 
 def test_gates_cli_passes_fails_when_tightened_and_exits_2_on_bad_artifacts(
         artifact_set, tmp_path: Path) -> None:
-    out, summary = artifact_set
+    from daemon.training.gates import run_gates
+
+    out, _ = artifact_set
     measured = json.loads((out / "report" / "validation.json").read_text())["cpcv"]["summary"]
     auc = measured["auc"]["mean"]
     loose = tmp_path / "loose.toml"
     loose.write_text(f"[quality_gates]\nmin_auc = {auc - 0.001}\nmax_ece = 0.5\n"
                      "max_worst_path_drawdown = 0.99\n")
-    ok = run_cli("gates", "--artifacts", str(out), "--config", str(loose))
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "cpcv_auc_mean" in ok.stdout and "SKIP" in ok.stdout  # speed-up: small index
+    code, table = run_gates(out, str(loose))
+    assert code == 0, table
+    assert "cpcv_auc_mean" in table and "SKIP" in table  # speed-up: small index
     tight = tmp_path / "tight.toml"
     tight.write_text(f"[quality_gates]\nmin_auc = {auc + 0.001}\nmax_ece = 0.5\n"
                      "max_worst_path_drawdown = 0.99\n")
@@ -153,6 +155,21 @@ def test_with_shuffled_labels_the_gates_fail(tmp_path: Path) -> None:
     assert abs(results["cpcv_auc_mean"].value - 0.5) < 0.01  # no leak: chance level
 
 
+def test_a_leak_would_let_shuffled_labels_pass(tmp_path: Path, monkeypatch) -> None:
+    """The control for the test above: train on the test rows too (no purging at all) and
+    the shuffled labels are "predicted" well enough to pass the AUC gate."""
+    from daemon.training import train as train_module
+    from daemon.training.cpcv import Split, cpcv_splits
+
+    def leaky(n: int, *args, **kwargs) -> list[Split]:
+        return [Split(s.index, s.test_groups, np.arange(n), s.test)
+                for s in cpcv_splits(n, *args, **kwargs)]
+
+    monkeypatch.setattr(train_module, "cpcv_splits", leaky)
+    summary = build(tmp_path / "leaky", shuffle_labels=1)
+    assert summary["auc_mean"] > RuntimeConfig().quality_gates.min_auc + 0.03
+
+
 def test_rollback_swaps_current_and_previous(artifact_set, tmp_path: Path) -> None:
     out, _ = artifact_set
     root = tmp_path / "artifacts"
@@ -169,3 +186,31 @@ def test_rollback_swaps_current_and_previous(artifact_set, tmp_path: Path) -> No
     now, before = rollback_artifacts(root)
     assert now == first.resolve() and before == second.resolve()
     assert load_artifact_set(root).dir == first.resolve()
+
+
+async def test_ctl_rollback_artifacts_swaps_and_hands_the_set_over(artifact_set,
+                                                                    tmp_path: Path) -> None:
+    import types
+
+    from daemon.training.control import attach_artifact_control
+
+    out, _ = artifact_set
+    root = tmp_path / "artifacts"
+    first = install_artifact_set(out, root)
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["created_at"] = "later"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    install_artifact_set(other, root)
+    handlers, swapped = {}, []
+    cfg = dataclasses.replace(RuntimeConfig(), source_path=str(tmp_path / "runtime.toml"))
+    cfg = dataclasses.replace(cfg, artifacts=dataclasses.replace(cfg.artifacts, dir="artifacts"))
+    fake = types.SimpleNamespace(
+        cfg=cfg, control=types.SimpleNamespace(register=handlers.__setitem__),
+        log=types.SimpleNamespace(warning=lambda *a, **k: None),
+        pipeline=types.SimpleNamespace(swap_artifacts=swapped.append))
+    attach_artifact_control(fake)
+    result = await handlers["rollback-artifacts"]({})
+    assert result["applied"] and result["current"] == str(first.resolve())
+    assert swapped[0].dir == first.resolve()

@@ -17,6 +17,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="folder to write the artifact set to")
     p.add_argument("--train-end", default=None,
                    help="last bar date used (default [training].train_end, 2012-12-31)")
+    p.add_argument("--install", default=None, metavar="ROOT",
+                   help="then make the set current under ROOT (the old current → previous)")
     p.add_argument("--shuffle-labels", type=int, default=None, metavar="SEED",
                    help="leak check: permute the labels first (the gates must then fail)")
 
@@ -36,6 +38,10 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                                   f"expected YYYY-MM-DD, got {args.train_end!r}") from None
         summary = train_artifacts(cfg, args.data or cfg.data.source, Path(args.out),
                                   train_end=args.train_end, shuffle_labels=args.shuffle_labels)
+        if args.install:
+            from daemon.training.artifacts import install_artifact_set
+
+            summary["installed"] = str(install_artifact_set(Path(args.out), Path(args.install)))
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
 

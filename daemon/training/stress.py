@@ -50,7 +50,7 @@ def choose_stress_days(dates: list[str], ret_1: np.ndarray, vol_ratio: np.ndarra
                        n_spikes: int) -> list[StressDay]:
     """Stress days among the candidate rows (`dates` ISO, all within the training window).
 
-    A named day maps to the first row on or after it within 4 calendar days (markets closed on
+    A named day maps to the first row on or after it within 7 calendar days (markets closed on
     the day itself, e.g. after 2001-09-11); named days outside the rows are dropped. Then the
     rules add rows by worst `ret_1` and by largest `vol_ratio`, skipping rows within
     MIN_SEPARATION of a chosen one. Sorted by date.
@@ -60,7 +60,7 @@ def choose_stress_days(dates: list[str], ret_1: np.ndarray, vol_ratio: np.ndarra
     for day, label in named:
         target = date.fromisoformat(day).toordinal()
         pos = int(np.searchsorted(as_dates, target))
-        if pos < len(dates) and as_dates[pos] - target <= 4:
+        if pos < len(dates) and as_dates[pos] - target <= 7:
             chosen.setdefault(pos, StressDay(pos, dates[pos], label, "named"))
 
     def near_chosen(row: int) -> bool:
