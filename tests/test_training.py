@@ -214,3 +214,11 @@ async def test_ctl_rollback_artifacts_swaps_and_hands_the_set_over(artifact_set,
     result = await handlers["rollback-artifacts"]({})
     assert result["applied"] and result["current"] == str(first.resolve())
     assert swapped[0].dir == first.resolve()
+
+
+def test_train_refuses_a_window_too_short_in_one_line(tmp_path: Path) -> None:
+    done = run_cli("train", "--data", "sample:sp500", "--out", str(tmp_path / "x"),
+                   "--train-end", "1999-05-20")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "usable bars" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "x").exists()
