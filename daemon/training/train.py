@@ -1,11 +1,12 @@
 """`anchord train`: build one versioned artifact set from the bars of the training window.
 
-Stages: load bars → features, Tyler whitening, ANN vectors, labels → CPCV (per split: index,
-forecaster and CatBoost from the purged training part only; out-of-fold P(up) of the test
-part) → calibration and per-path metrics → final models on the whole window → ANN recall and
-speed-up → stress days and anchor suite → files, report, manifest. Nothing after the training
-end is read by any stage. Threads are pinned, seeds fixed: same data, config and seed give
-byte-identical files (apart from the volatile timing files the manifest lists).
+Stages: load bars → features, Tyler whitening, ANN vectors, labels → CPCV (per split: Tyler
+whitening, index, forecaster and CatBoost from the purged training part only; out-of-fold
+P(up) of the test part) → calibration and per-path metrics → final models on the whole
+window → ANN recall and speed-up → stress days and anchor suite → files, report, manifest.
+Nothing after the training end is read by any stage. Threads are pinned, seeds fixed: same
+data, config and seed give byte-identical files (apart from the volatile timing files the
+manifest lists).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from daemon.config import RuntimeConfig
 from daemon.errors import AnchordError, ConfigError
 from daemon.training import artifacts as A
 from daemon.training.cpcv import cpcv_splits
-from daemon.training.dataset import Dataset, build_dataset, cut_window
+from daemon.training.dataset import Dataset, build_dataset, cut_window, refit_whitening
 from daemon.training.manifest import canonical_json, collect_metadata, sha256_json, write_manifest
 from daemon.training.progress import Progress
 from daemon.training.report import VOLATILE, write_report
@@ -146,8 +147,11 @@ def train_artifacts(cfg: RuntimeConfig, source: str, out: Path, *, train_end: st
         progress.stage("cpcv", splits=len(splits), rows=n)
         raw = {}
         for i, s in enumerate(splits):
-            stack, _ = fit_stack(ds, rows[s.train], ip, tr, labels)
-            raw[s.index] = score_rows(ds, stack, rows[s.test], ip.k)[0]
+            fold = refit_whitening(ds, rows[s.train], window=cfg.index.window,
+                                   shrinkage=cfg.tyler.shrinkage, tol=cfg.tyler.tol,
+                                   max_iter=cfg.tyler.max_iter)
+            stack, _ = fit_stack(fold, rows[s.train], ip, tr, labels)
+            raw[s.index] = score_rows(fold, stack, rows[s.test], ip.k)[0]
             progress.step(i + 1, len(splits))
         progress.stage("calibration")
         y_up = labels[rows] > 0
