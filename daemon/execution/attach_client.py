@@ -52,6 +52,16 @@ def register_rate_limit_command(daemon: Any, limiter: RateLimiter) -> None:
     daemon.status_providers["rate_limit"] = limiter.snapshot
 
 
+def get_client(daemon: Any, env: Mapping[str, str] | None = None) -> ProjectXClient:
+    """The daemon's one Gateway client (built on first use, then shared as `daemon.gateway`),
+    so that live bars and the submitter draw on the same rate budgets and session."""
+    client = getattr(daemon, "gateway", None)
+    if client is None:
+        client = build_client(daemon, env)
+        daemon.gateway = client
+    return client
+
+
 def build_client(daemon: Any, env: Mapping[str, str] | None = None) -> ProjectXClient:
     """The daemon's Gateway client: key from the environment / credential file (never the
     config), limiter on the daemon's clock with the rate-limit command registered, and a
