@@ -109,6 +109,62 @@ class MetricsSection:
     )
 
 
+# --- [projectx] (issue 5) ---
+def _base_url_check(value: str) -> str | None:
+    from daemon.execution.urls import base_url_problem
+
+    return base_url_problem(value)
+
+
+def _order_qps_check(value: float) -> str | None:
+    if 0 < value <= 5.0:
+        return None
+    return f"must be > 0 and <= 5 (the runbook's ceiling), got {value!r}"
+
+
+def _window_check(value: str) -> str | None:
+    from daemon.execution.ratelimit import RateLimitError, parse_window
+
+    try:
+        parse_window(value)
+    except RateLimitError as err:
+        return str(err)
+    return None
+
+
+@dataclass(frozen=True)
+class ProjectXSection:
+    base_url: str = setting(
+        "https://api.topstepx.com", check=_base_url_check,
+        doc="REST base of the Gateway (paths are /api/...); https, or http on loopback only",
+    )
+    username: str = setting("", doc="platform login name for Auth/loginKey ($PROJECTX_USERNAME "
+                                    "when empty)")
+    account: str = setting("", doc="account name or id; empty = the only active account")
+    live: bool = setting(False, doc="`live` flag of Contract/search and History (false on "
+                                    "simulated accounts)")
+    connect_timeout_s: float = setting(5.0, check=at_least(0.1), doc="TCP/TLS connect timeout")
+    request_timeout_s: float = setting(10.0, check=at_least(0.1),
+                                       doc="read/write timeout of one request")
+    rate_limit_qps: float = setting(2.0, reloadable=True, check=_order_qps_check,
+                                    doc="Order/place per second (<= 5)")
+    history_limit: str = setting("50/30", check=_window_check,
+                                 doc="History/retrieveBars budget N/SECONDS")
+    general_limit: str = setting("200/60", check=_window_check,
+                                 doc="budget of every other endpoint N/SECONDS")
+    token_refresh_margin_s: float = setting(300.0, check=at_least(0.0),
+                                            doc="refresh the session token this long before exp")
+    read_retries: int = setting(4, check=between(1, 10),
+                                doc="attempts of a read on 429/5xx/transport errors")
+    max_backoff_s: float = setting(30.0, check=at_least(0.1),
+                                   doc="longest single wait between read attempts")
+    bar_unit: int = setting(2, check=between(1, 5), doc="live bars: 1 s, 2 min, 3 h, 4 day, 5 "
+                                                        "week, 6 month")
+    bar_unit_number: int = setting(1, check=at_least(1), doc="live bars: units per bar")
+    bar_poll_s: float = setting(2.0, check=at_least(0.1),
+                                doc="live bars: settle time after a bar closes before polling")
+    bar_lookback: int = setting(500, check=between(1, 20_000),
+                                doc="live bars: history fetched on a first start")
 # --- [execution] and [canary] (issue 5) ---
 @dataclass(frozen=True)
 class ExecutionSection:
@@ -156,6 +212,7 @@ class RuntimeConfig:
     data: DataSection = field(default_factory=DataSection)
     risk: RiskSection = field(default_factory=RiskSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    projectx: ProjectXSection = field(default_factory=ProjectXSection)
     execution: ExecutionSection = field(default_factory=ExecutionSection)
     canary: CanarySection = field(default_factory=CanarySection)
     # Where the file was read from; relative paths in the file are relative to its folder.
