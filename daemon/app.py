@@ -35,6 +35,7 @@ from daemon.timeutil import iso, parse_utc
 STOP_GRACE_S = 3.0
 LIVE_SOURCE = "projectx:live"
 ReloadHook = Callable[[RuntimeConfig, list[Change]], None]
+DrainHook = Callable[[], Awaitable[None]]
 
 
 class Daemon:
@@ -69,6 +70,8 @@ class Daemon:
         self.tasks: list[Callable[[], Awaitable[None]]] = []
         self.status_providers: dict[str, Callable[[], Any]] = {}
         self.reload_hooks: list[ReloadHook] = [self._apply_core_reload]
+        # Awaited when a replay ends with `at_end = exit`, before the stop (e.g. the outbox).
+        self.drain_hooks: list[DrainHook] = []
         self.started = time.monotonic()
         self._stopping = anyio.Event()
         self._ingest_done = anyio.Event()
@@ -232,6 +235,8 @@ class Daemon:
                           quarantined=self.store.quarantine_count(),
                           at_end=self.cfg.data.at_end)
             if self.cfg.data.at_end == "exit":
+                for hook in self.drain_hooks:
+                    await hook()
                 self.request_stop("replay finished")
 
     async def run(self) -> int:
@@ -269,6 +274,10 @@ class Daemon:
 
 def run_daemon(config_path: str | Path) -> int:
     """Load the config (ConfigError on a bad file), set up logs, and run the daemon."""
+    from daemon.execution.attach import attach_execution
+
     cfg = load_config(config_path)
     configure_logging(cfg.daemon.log_level)
-    return anyio.run(Daemon(cfg).run)
+    daemon = Daemon(cfg)
+    attach_execution(daemon)  # after attach_pipeline (the Trader drives daemon.pipeline)
+    return anyio.run(daemon.run)

@@ -165,6 +165,45 @@ class ProjectXSection:
                                 doc="live bars: settle time after a bar closes before polling")
     bar_lookback: int = setting(500, check=between(1, 20_000),
                                 doc="live bars: history fetched on a first start")
+# --- [execution] and [canary] (issue 5) ---
+@dataclass(frozen=True)
+class ExecutionSection:
+    enabled: bool = setting(False, doc="true: trade through [projectx] (outbox, submitter, "
+                                       "reconciliation, canary); false: ingest only")
+    strategy: str = setting("pipeline", check=one_of("pipeline", "ma_crossover"),
+                            doc="what the Trader drives: the model pipeline or the MA stand-in")
+    cancel_open_on_kill: bool = setting(True, reloadable=True,
+                                        doc="cancel our open orders when the kill switch engages")
+    adopt_venue_position: bool = setting(
+        False, doc="at start, adopt a venue position the outbox cannot explain (else refuse)")
+    settle_s: float = setting(0.5, reloadable=True, check=at_least(0.0),
+                              doc="wait before looking up an order whose answer was lost")
+    unknown_checks: int = setting(3, reloadable=True, check=between(1, 100),
+                                  doc="lookups without the tag before resending it")
+    lookup_retry_s: float = setting(1.0, reloadable=True, check=at_least(0.0),
+                                    doc="wait after a failed lookup before the next")
+    check_interval_s: float = setting(10.0, reloadable=True, check=at_least(0.05),
+                                      doc="period of the in-flight/fill/position check")
+    startup_retry_s: float = setting(5.0, check=at_least(0.05),
+                                     doc="wait between start-up attempts (login, reconcile)")
+    ma_fast: int = setting(5, check=at_least(1), doc="ma_crossover: fast SMA length (bars)")
+    ma_slow: int = setting(20, check=at_least(2), doc="ma_crossover: slow SMA length (bars)")
+    ma_size: int = setting(1, check=at_least(1), doc="ma_crossover: contracts long or short")
+
+
+@dataclass(frozen=True)
+class CanarySection:
+    steps: list[int] = setting([5, 25, 50, 100], check=non_empty,
+                               doc="percent of intents live at each step, ascending")
+    healthy_windows: int = setting(2, check=at_least(1),
+                                   doc="healthy windows in a row before stepping up")
+    window_bars: int = setting(50, check=at_least(1), doc="bars per health window")
+    max_risk_block_rate: float = setting(0.5, reloadable=True, check=between(0.0, 1.0),
+                                         doc="a window is unhealthy above this block rate")
+    max_p99_latency_ms: float = setting(50.0, reloadable=True, check=at_least(0.0),
+                                        doc="unhealthy above this p99 latency (live only)")
+    min_ann_recall: float = setting(0.9, reloadable=True, check=between(0.0, 1.0),
+                                    doc="unhealthy below this ANN recall@k")
 
 
 @dataclass(frozen=True)
@@ -174,6 +213,8 @@ class RuntimeConfig:
     risk: RiskSection = field(default_factory=RiskSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     projectx: ProjectXSection = field(default_factory=ProjectXSection)
+    execution: ExecutionSection = field(default_factory=ExecutionSection)
+    canary: CanarySection = field(default_factory=CanarySection)
     # Where the file was read from; relative paths in the file are relative to its folder.
     source_path: str = field(default="runtime.toml", metadata={"internal": True})
 
@@ -280,6 +321,13 @@ def validate_cross(cfg: RuntimeConfig) -> RuntimeConfig:
                 parse_utc(value)
             except ValueError as err:
                 raise ConfigError(cfg.source_path, f"[data].{key}", str(err)) from None
+    steps = cfg.canary.steps
+    if any(not 0 < p <= 100 for p in steps) or list(steps) != sorted(steps):
+        raise ConfigError(cfg.source_path, "[canary].steps",
+                          f"must be ascending percentages in (0, 100], got {steps!r}")
+    if cfg.execution.ma_fast >= cfg.execution.ma_slow:
+        raise ConfigError(cfg.source_path, "[execution].ma_fast",
+                          f"must be below ma_slow ({cfg.execution.ma_slow})")
     return cfg
 
 
