@@ -4,12 +4,15 @@ numbers themselves are for the benchmark run, not asserted here)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from tests.helpers import run_cli
 
 
-def test_bench_submit_json_report():
-    result = run_cli("bench", "submit", "--seconds", "1.5", "--qps", "4", "--json", timeout=60)
+@pytest.mark.parametrize("path", ["submitter", "client"])
+def test_bench_submit_json_report(path):
+    result = run_cli("bench", "submit", "--seconds", "1.5", "--qps", "4", "--path", path,
+                     "--json", timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -19,6 +22,7 @@ def test_bench_submit_json_report():
     assert report["target_qps"] == 4.0
     assert report["orders"] == report["orders_at_venue"] >= 3
     assert report["overhead_p99_us"] > 0 and report["achieved_qps"] > 0
+    assert report["path"].startswith(path)
 
 
 def test_bench_submit_refuses_a_rate_above_the_runbook():

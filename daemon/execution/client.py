@@ -127,6 +127,7 @@ class ProjectXClient:
         # excluded), and on the wire.
         self.last_place_overhead_ns = 0
         self.last_place_wire_ns = 0
+        self.last_place_wait_ns = 0
         self._wire_ns = 0
         self._wait_ns = 0
         self.counters = {"logins": 0, "validates": 0, "relogins_401": 0, "retries": 0}
@@ -458,6 +459,7 @@ class ProjectXClient:
         finally:
             total = time.perf_counter_ns() - t_start
             self.last_place_wire_ns = self._wire_ns
+            self.last_place_wait_ns = self._wait_ns
             self.last_place_overhead_ns = total - self._wire_ns - self._wait_ns
 
     async def _place_exchange(self, body: dict[str, Any], tag: str | None) -> httpx.Response:
