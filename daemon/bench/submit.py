@@ -1,6 +1,7 @@
 """`anchord bench submit`: hold Order/place at the configured QPS against the paper venue.
 
-The venue runs in-process on 127.0.0.1 with its rate limits raised to allow the rate; the
+The venue runs in-process on 127.0.0.1, in its own thread and event loop (so its request
+handling is not counted inside our awaits), with its rate limits raised to allow the rate; the
 client's own budgets are sized the same way. Orders are market orders of size 1, alternating
 buy and sell, each with a fresh customTag, placed one after another for `--seconds`, either
 through the whole submitter path (intent → outbox in SQLite → Submitter → client → limiter;
@@ -12,8 +13,8 @@ stamped them, which must be within ±5 % of `target_qps`; `overhead_p50_us` / `o
 kill-switch check, the state machine and the client; for the client path: building and
 serialising the request, token check, limiter bookkeeping, parsing the answer), excluding the
 HTTP exchange and the limiter's deliberate wait; `client_overhead_*` — the client's share;
-`wire_p50_us` / `wire_p99_us` — the HTTP exchange (loopback plus the venue's handling, which
-shares this event loop). Timings depend on the machine and its load.
+`wire_p50_us` / `wire_p99_us` — the HTTP exchange (loopback plus the venue's handling).
+Timings depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
     from daemon.errors import AnchordError
     from daemon.execution.client import ProjectXClient
     from daemon.execution.ratelimit import check_order_qps
-    from daemon.venue import run_venue
+    from daemon.venue import venue_in_thread
 
     qps = check_order_qps(qps)
     paths = _paths()
@@ -155,41 +156,44 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
     general = f"{math.ceil(expected * 1.3 + 60 * qps * 1.3 + 50)}/60"
     clock = WallClock()
     bars = [Bar(contract, clock.now(), 4500.0, 4501.0, 4499.0, 4500.25, 1000.0)]
-    with tempfile.TemporaryDirectory(prefix="anchord-bench-") as tmp:
-        async with run_venue(bars, clock=clock, other_limit=general, history_limit="unlimited",
-                             username="bench", api_key="bench-key") as venue:
-            venue.advance()
-            cfg = dataclasses.replace(ProjectXSection(), base_url=venue.base_url,
-                                      username="bench", account="", rate_limit_qps=qps,
-                                      general_limit=general)
-            async with ProjectXClient(cfg, "bench-key", clock=clock) as client:
-                account = (await client.resolve_account()).id
-                await client.resolve_contract(contract)
-                runner = paths[path](client, account, contract,
-                                     Path(tmp) if store == "disk" else None)
-                overhead_us: list[float] = []
-                client_us: list[float] = []
-                wire_us: list[float] = []
-                start = time.perf_counter()
-                deadline = start + seconds
-                n = 0
-                try:
-                    while time.perf_counter() < deadline:
-                        overhead_us.append(await runner.place(n) / 1000)
-                        client_us.append(client.last_place_overhead_ns / 1000)
-                        wire_us.append(client.last_place_wire_ns / 1000)
-                        n += 1
-                finally:
-                    runner.close()
-                elapsed = time.perf_counter() - start
-                # The rate as the venue saw it: creation times of the orders it accepted.
-                created = sorted(o["creationTimestamp"] for o in venue.orders())
+    opts = {"other_limit": general, "history_limit": "unlimited", "username": "bench",
+            "api_key": "bench-key"}
+    with tempfile.TemporaryDirectory(prefix="anchord-bench-") as tmp, \
+            venue_in_thread(bars, clock=clock, **opts) as venue:
+        venue.advance()
+        cfg = dataclasses.replace(ProjectXSection(), base_url=venue.base_url,
+                                  username="bench", account="", rate_limit_qps=qps,
+                                  general_limit=general)
+        async with ProjectXClient(cfg, "bench-key", clock=clock) as client:
+            account = (await client.resolve_account()).id
+            await client.resolve_contract(contract)
+            runner = paths[path](client, account, contract,
+                                 Path(tmp) if store == "disk" else None)
+            overhead_us: list[float] = []
+            client_us: list[float] = []
+            wire_us: list[float] = []
+            start = time.perf_counter()
+            deadline = start + seconds
+            n = 0
+            try:
+                while time.perf_counter() < deadline:
+                    overhead_us.append(await runner.place(n) / 1000)
+                    client_us.append(client.last_place_overhead_ns / 1000)
+                    wire_us.append(client.last_place_wire_ns / 1000)
+                    n += 1
+            finally:
+                runner.close()
+            elapsed = time.perf_counter() - start
+        # The rate as the venue saw it: creation times of the orders it accepted.
+        created = sorted(o["creationTimestamp"] for o in venue.orders())
     span = (created[-1] - created[0]).total_seconds() if len(created) > 1 else 0.0
     achieved = (len(created) - 1) / span if span > 0 else 0.0
     return {
-        "bench": "submit", "path": runner.name, "venue": "paper venue in-process, 127.0.0.1",
-        "store": "SQLite file, synchronous=FULL (as the daemon)" if store == "disk" else
-                 "SQLite in memory (no fsync: the CPU part only)",
+        "bench": "submit", "path": runner.name,
+        "venue": "paper venue in-process (own thread and event loop), 127.0.0.1",
+        "store": None if path == "client" else (
+            "SQLite file, synchronous=FULL (as the daemon)" if store == "disk"
+            else "SQLite in memory (no fsync: the CPU part only)"),
         "target_qps": qps, "achieved_qps": round(achieved, 4),
         "deviation_pct": round(100 * (achieved - qps) / qps, 3),
         "within_5pct": abs(achieved - qps) <= 0.05 * qps,

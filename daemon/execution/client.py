@@ -124,7 +124,8 @@ class ProjectXClient:
                      **(headers or {})})
         # Timing of the last Order/place, for `anchord bench submit`: ns spent in the client
         # itself (its limiter bookkeeping included, the limiter's sleep and the HTTP exchange
-        # excluded), and on the wire.
+        # excluded), on the wire, and asleep in the limiter. Per call: with several tasks
+        # placing at once, the numbers mix.
         self.last_place_overhead_ns = 0
         self.last_place_wire_ns = 0
         self.last_place_wait_ns = 0
@@ -433,10 +434,14 @@ class ProjectXClient:
         """Order/place; the new order's id. NEVER retried: timeout, HTTP 5xx, a dropped
         connection or an unreadable answer raise OrderOutcomeUnknown (resolve by the tag).
         TagInUse for "custom tag already in use", OrderRejected for any other refusal (with
-        the rejected order's id if one was created), RateLimited on HTTP 429 (not placed).
+        the rejected order's id if one was created). Nothing was placed when it raises
+        RateLimited (HTTP 429), BadRequest (other 4xx), AuthError, ContractNotFound or
+        GatewayUnavailable (the last three come from the token refresh or the tick-size
+        lookup before the request is sent), or ValueError (a bad type, side or size).
         Prices are aligned to the tick away from the market (a buy limit down, a sell limit
         up; stops the other way), so an order never gets a worse price than asked."""
         t_start = time.perf_counter_ns()
+        self._wire_ns = self._wait_ns = 0
         order_type, order_side = OrderType(type), OrderSide(side)
         if int(size) != size or size <= 0:
             raise ValueError(f"order size must be a positive integer, got {size!r}")
@@ -453,7 +458,6 @@ class ProjectXClient:
         if custom_tag is not None:
             body["customTag"] = custom_tag
         await self.ensure_token()
-        self._wire_ns = self._wait_ns = 0
         try:
             return self._place_answer(await self._place_exchange(body, custom_tag), custom_tag)
         finally:
