@@ -25,7 +25,8 @@ def _api_key(monkeypatch):
 
 async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
                   extra: dict | None = None, before: Any = None) -> dict[str, Any]:
-    async with run_venue(sp500(), contract=CONTRACT, faults=faults) as venue:
+    async with run_venue(sp500(), contract=CONTRACT, faults=faults,
+                         other_limit="unlimited") as venue:
         if before is not None:
             await before(venue)
         cfg = config(tmp, execution_doc(tmp, venue.base_url, start="1999-01-01", end=end,
