@@ -27,6 +27,9 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     n = csub.add_parser("news", help="mark a news event: embargo orders around it")
     n.add_argument("ts", help="ISO time of the news event")
     csub.add_parser("reload", help="re-read runtime.toml (same as SIGHUP)")
+    rl = csub.add_parser("rate-limit", help="set the order submission rate (Order/place per "
+                                            "second, <= 5) without a restart")
+    rl.add_argument("qps", type=float, help="orders per second, > 0 and <= 5")
     p.set_defaults(func=run_ctl)
 
 
@@ -70,6 +73,8 @@ def run_ctl(args: argparse.Namespace) -> int:
         payload = {"reason": args.reason}
     elif cmd == "news":
         payload = {"ts": args.ts}
+    elif cmd == "rate-limit":
+        payload = {"qps": args.qps}
     result = call(sock, cmd, payload)
     if cmd == "status" and not args.json:
         print(format_table(result))

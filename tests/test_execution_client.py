@@ -263,3 +263,25 @@ def test_projectx_config_checks():
         parse_config({"projectx": {"general_limit": "lots"}})
     cfg = parse_config({"projectx": {"rate_limit_qps": 4.5}})
     assert dataclasses.asdict(cfg.projectx)["rate_limit_qps"] == 4.5
+
+
+async def test_client_budget_keeps_inside_the_venue_window_in_real_time(bars):  # noqa: F811
+    """Wall clock: with the client's general budget equal to the venue's (20 per 1 s), a burst
+    of reads is paced and the venue refuses none; with a larger client budget the venue's real
+    429 comes with Retry-After, which the client waits out and then succeeds."""
+    from daemon.clock import WallClock
+
+    clock = WallClock()
+    async with session(bars, clock=clock, venue_opts={"other_limit": "20/1"},
+                       general_limit="20/1") as (venue, client, _):
+        for _ in range(30):
+            await client.search_open_positions(ACCOUNT)
+        assert venue.limits.other.refused == 0 and client.counters["retries"] == 0
+    async with session(bars, clock=clock, venue_opts={"other_limit": "4/1"}) as (
+            venue, client, _):
+        t0 = clock.monotonic()
+        for _ in range(6):
+            await client.search_open_positions(ACCOUNT)
+        assert venue.limits.other.refused >= 1 and client.counters["retries"] >= 1
+        assert clock.monotonic() - t0 >= 1.0  # waited out Retry-After (1 s), no hammering
+        assert venue.limits.other.refused == client.counters["retries"]

@@ -123,9 +123,12 @@ class ProjectXClient:
             headers={"Content-Type": "application/json", "Accept": "application/json",
                      **(headers or {})})
         # Timing of the last Order/place, for `anchord bench submit`: ns spent in the client
-        # itself (excluding the limiter's wait and the HTTP exchange), and on the wire.
+        # itself (its limiter bookkeeping included, the limiter's sleep and the HTTP exchange
+        # excluded), on the wire, and asleep in the limiter. Per call: with several tasks
+        # placing at once, the numbers mix.
         self.last_place_overhead_ns = 0
         self.last_place_wire_ns = 0
+        self.last_place_wait_ns = 0
         self._wire_ns = 0
         self._wait_ns = 0
         self.counters = {"logins": 0, "validates": 0, "relogins_401": 0, "retries": 0}
@@ -147,16 +150,14 @@ class ProjectXClient:
     async def _send(self, path: str, body: dict[str, Any] | None,
                     token: str | None) -> httpx.Response:
         """Wait for the rate class, then one HTTP POST; raw httpx exceptions pass through."""
-        t0 = time.perf_counter_ns()
-        await self.limiter.acquire(rate_class(path))
-        t1 = time.perf_counter_ns()
+        waited_s = await self.limiter.acquire(rate_class(path))
         headers = {"Authorization": f"Bearer {token}"} if token else None
         content = dumps(body) if body is not None else b""
         t2 = time.perf_counter_ns()
         try:
             return await self._http.post(path, content=content, headers=headers)
         finally:
-            self._wait_ns += t1 - t0
+            self._wait_ns += int(waited_s * 1e9)
             self._wire_ns += time.perf_counter_ns() - t2
 
     def _retrying(self) -> AsyncRetrying:
@@ -433,10 +434,14 @@ class ProjectXClient:
         """Order/place; the new order's id. NEVER retried: timeout, HTTP 5xx, a dropped
         connection or an unreadable answer raise OrderOutcomeUnknown (resolve by the tag).
         TagInUse for "custom tag already in use", OrderRejected for any other refusal (with
-        the rejected order's id if one was created), RateLimited on HTTP 429 (not placed).
+        the rejected order's id if one was created). Nothing was placed when it raises
+        RateLimited (HTTP 429), BadRequest (other 4xx), AuthError, ContractNotFound or
+        GatewayUnavailable (the last three come from the token refresh or the tick-size
+        lookup before the request is sent), or ValueError (a bad type, side or size).
         Prices are aligned to the tick away from the market (a buy limit down, a sell limit
         up; stops the other way), so an order never gets a worse price than asked."""
         t_start = time.perf_counter_ns()
+        self._wire_ns = self._wait_ns = 0
         order_type, order_side = OrderType(type), OrderSide(side)
         if int(size) != size or size <= 0:
             raise ValueError(f"order size must be a positive integer, got {size!r}")
@@ -453,12 +458,12 @@ class ProjectXClient:
         if custom_tag is not None:
             body["customTag"] = custom_tag
         await self.ensure_token()
-        self._wire_ns = self._wait_ns = 0
         try:
             return self._place_answer(await self._place_exchange(body, custom_tag), custom_tag)
         finally:
             total = time.perf_counter_ns() - t_start
             self.last_place_wire_ns = self._wire_ns
+            self.last_place_wait_ns = self._wait_ns
             self.last_place_overhead_ns = total - self._wire_ns - self._wait_ns
 
     async def _place_exchange(self, body: dict[str, Any], tag: str | None) -> httpx.Response:

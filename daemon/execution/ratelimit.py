@@ -8,8 +8,8 @@ other endpoint, login included: 200 / 60 s) and `orders` (Order/place at
 A window limit "N per W seconds" becomes a bucket of capacity C refilled at (N - C) / W per
 second: at most C + (N - C) = N requests can then pass in ANY window of W seconds, so the client
 never trips the server's limit whether the server counts in fixed or sliding windows. A `margin`
-(default 95 %) leaves room for requests that reach the server late. The orders bucket holds one
-token, so submissions are paced evenly at the QPS rather than sent in bursts.
+(default 95 %) leaves room for requests that reach the server late. The orders bucket holds
+about one token, so submissions are paced evenly at the QPS rather than sent in bursts.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ HISTORY_LIMIT = (50, 30.0)
 GENERAL_LIMIT = (200, 60.0)
 CLASSES = ("history", "general", "orders")
 _MAX_NAP_S = 0.25  # a waiter re-checks at least this often, so a rate change applies at once
+# The orders bucket holds 1.1 tokens: an order needs 1, so there are no bursts, and a waiter
+# that wakes late (by up to 10 % of an interval) does not lose that time from the long-run rate.
+ORDER_BUCKET_CAPACITY = 1.1
 
 
 class RateLimitError(AnchordError):
@@ -61,14 +64,15 @@ class TokenBucket:
     """`capacity` tokens, refilled continuously at `rate` per second of the clock's monotonic
     time. Pure bookkeeping: `wait_time` and `take` never sleep."""
 
-    def __init__(self, capacity: float, rate: float, clock: Clock) -> None:
+    def __init__(self, capacity: float, rate: float, clock: Clock,
+                 initial: float | None = None) -> None:
         if capacity < 1 or rate <= 0:
             raise RateLimitError(f"bucket needs capacity >= 1 and rate > 0, got {capacity}, "
                                  f"{rate}")
         self.capacity = float(capacity)
         self.rate = float(rate)
         self.clock = clock
-        self.tokens = float(capacity)
+        self.tokens = float(capacity if initial is None else min(initial, capacity))
         self._stamp = clock.monotonic()
 
     @classmethod
@@ -135,7 +139,8 @@ class RateLimiter:
         self.buckets = {
             "history": TokenBucket.for_window(h_n, h_w, clock, margin=spec.margin),
             "general": TokenBucket.for_window(g_n, g_w, clock, margin=spec.margin),
-            "orders": TokenBucket(1, check_order_qps(spec.order_qps), clock),
+            "orders": TokenBucket(ORDER_BUCKET_CAPACITY, check_order_qps(spec.order_qps), clock,
+                                  initial=1.0),
         }
         self.order_qps = check_order_qps(spec.order_qps)
         self._locks = {name: anyio.Lock() for name in CLASSES}
