@@ -186,6 +186,9 @@ class ExecutionSection:
                                       doc="period of the in-flight/fill/position check")
     startup_retry_s: float = setting(5.0, check=at_least(0.05),
                                      doc="wait between start-up attempts (login, reconcile)")
+    max_bar_age_s: float = setting(120.0, reloadable=True, check=at_least(0.0),
+                                   doc="live: bars older than this (start-up history) are "
+                                       "decided on but never traded")
     ma_fast: int = setting(5, check=at_least(1), doc="ma_crossover: fast SMA length (bars)")
     ma_slow: int = setting(20, check=at_least(2), doc="ma_crossover: slow SMA length (bars)")
     ma_size: int = setting(1, check=at_least(1), doc="ma_crossover: contracts long or short")

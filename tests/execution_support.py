@@ -33,7 +33,7 @@ def execution_doc(tmp: Path, base_url: str, *, start: str, end: str, fast: int =
                      "general_limit": "100000/60", "read_retries": 8, "max_backoff_s": 0.1},
         "execution": {"enabled": True, "strategy": "ma_crossover", "ma_fast": fast,
                       "ma_slow": slow, "settle_s": 0.02, "unknown_checks": 2,
-                      "lookup_retry_s": 0.05, "check_interval_s": 0.5,
+                      "lookup_retry_s": 0.05, "check_interval_s": 2.0,
                       "startup_retry_s": 0.2},
         "canary": {"steps": [100]},
     }

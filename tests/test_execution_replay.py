@@ -25,7 +25,8 @@ def _api_key(monkeypatch):
 
 async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
                   extra: dict | None = None, before: Any = None) -> dict[str, Any]:
-    async with run_venue(sp500(), contract=CONTRACT, faults=faults) as venue:
+    async with run_venue(sp500(), contract=CONTRACT, faults=faults,
+                         other_limit="unlimited") as venue:
         if before is not None:
             await before(venue)
         cfg = config(tmp, execution_doc(tmp, venue.base_url, start="1999-01-01", end=end,
@@ -33,6 +34,12 @@ async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
         daemon = Daemon(cfg)
         attach_to_daemon(venue, daemon)
         execution = attach_execution(daemon)
+        snaps: list[dict[str, Any]] = []
+
+        async def snapshot(bar):  # what `anchord ctl status` shows after each bar
+            snaps[:] = [daemon.status()]
+
+        daemon.ingest.handlers.append(snapshot)
         assert await daemon.run() == 0
         store = Store(tmp / "state" / "store.sqlite")
         try:
@@ -43,7 +50,8 @@ async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
                     "faults": venue.fault_counts(), "status": {
                         "phase": execution.phase, "refused_reason": execution.refused_reason,
                         "reconcile": execution.report.to_dict()},
-                    "filled": Outbox(store).filled_position(CONTRACT)}
+                    "filled": Outbox(store).filled_position(CONTRACT),
+                    "ctl_status": snaps[-1] if snaps else {}}
         finally:
             store.close()
 
@@ -69,6 +77,10 @@ async def test_same_orders_in_the_same_order_with_and_without_faults(tmp_path):
     # the journal the run report reads: one bar record per bar, the position after the bar
     assert [b["position"] for b in faulty["bars"]] == [b["position"] for b in clean["bars"]]
     assert faulty["bars"][-1]["position"] == faulty["net"]
+    shown = faulty["ctl_status"]
+    assert shown["execution"]["phase"] == "trading"
+    assert shown["execution"]["position"] == faulty["net"]
+    assert shown["canary"]["step_pct"] == 100 and "venue" in shown
 
 
 async def test_the_kill_switch_blocks_queued_intents_before_any_place(tmp_path):

@@ -60,15 +60,11 @@ def _warm_up(rule: MovingAverageCrossover, daemon: Any) -> None:
 
 
 def _client(daemon: Any) -> Any:
-    from daemon.execution.client import ProjectXClient
-    from daemon.execution.credentials import load_api_key
-    from daemon.execution.ratelimit import LimitSpec, RateLimiter
+    # The daemon's one Gateway session (shared with live bars; E1's wiring registers the
+    # rate-limit command, its reload hook and the "gateway" status).
+    from daemon.execution.attach_client import get_client
 
-    px = daemon.cfg.projectx
-    limiter = RateLimiter(daemon.clock, LimitSpec(order_qps=px.rate_limit_qps,
-                                                  history=px.history_limit,
-                                                  general=px.general_limit))
-    return ProjectXClient(px, load_api_key(), clock=daemon.clock, limiter=limiter)
+    return get_client(daemon)
 
 
 class Execution:
@@ -101,7 +97,7 @@ class Execution:
             policy=self.policy, replay=self.replay,
             wait_orders=lambda: self.replay and self.daemon.cfg.data.pace <= 0, log=self.log,
             ready=self.ready, refused=lambda: self.refused_reason,
-            monitors=lambda: _monitors(daemon), alert=daemon.alerts.fire)
+            monitors=lambda: _monitors(daemon), alert=daemon.alerts.fire, stale=self._stale)
 
     # -- config views -------------------------------------------------------------------
     def settings(self) -> SubmitSettings:
@@ -118,8 +114,18 @@ class Execution:
                                min_ann_recall=c.min_ann_recall)
 
     def _epoch(self) -> int:
+        """The replay's run epoch (live trading has no replay to start over: 0)."""
         cursor = getattr(self.daemon.ingest, "cursor", None)
+        if not self.replay:
+            return 0
         return int(cursor.epoch) if cursor is not None else 0
+
+    def _stale(self, bar: Any) -> bool:
+        """Live only: a bar older than `max_bar_age_s` (history at start-up) is not traded."""
+        if self.replay:
+            return False
+        age = (self.daemon.clock.now() - bar.ts).total_seconds()
+        return age > self.daemon.cfg.execution.max_bar_age_s
 
     def _account(self) -> int:
         if self.account_id is None:

@@ -61,7 +61,8 @@ class Trader:
                  replay: bool, wait_orders: Callable[[], bool], log: Any,
                  ready: Callable[[], Awaitable[bool]], refused: Callable[[], str],
                  monitors: Callable[[], tuple[float | None, float | None]] | None = None,
-                 alert: Callable[..., None] | None = None) -> None:
+                 alert: Callable[..., None] | None = None,
+                 stale: Callable[[Bar], bool] | None = None) -> None:
         self.strategy = strategy
         self.submitter = submitter
         self.outbox = submitter.outbox
@@ -77,6 +78,7 @@ class Trader:
         self.refused = refused
         self.monitors = monitors or (lambda: (None, None))
         self.alert = alert or (lambda *a, **k: None)
+        self.stale = stale or (lambda bar: False)
         self.state = BookState.from_json(store.get_meta(STATE_KEY))
         self.pending_errors: list[OutboxRecord] = []
         submitter.on_final.append(self._on_final)
@@ -123,6 +125,8 @@ class Trader:
         if intent is None:
             return []
         if not cn.is_live(intent.intent_id, self.step_pct):
+            return []
+        if self.stale(bar):  # live warm-up on history: decide, but never trade an old bar
             return []
         verdict = self.strategy.check(intent, bar)
         if not repeat:
