@@ -118,3 +118,15 @@ def test_pipeline_strategy_without_a_pipeline_is_a_clear_error(tmp_path):
             attach_execution(daemon)
     finally:
         daemon.store.close()
+
+
+async def test_canary_sends_only_its_fraction_live_and_the_shadow_book_follows_all(tmp_path):
+    from daemon.execution.canary import is_live
+
+    run = await _replay(tmp_path, "", end="1999-02-28", extra={"canary": {"steps": [50]}})
+    sent = [o["customTag"].rsplit("-", 1)[1] for o in run["orders"]]
+    assert sent and all(is_live(i, 50) for i in sent)
+    shadow = [b["shadow_position"] for b in run["bars"]]
+    live = [b["position"] for b in run["bars"]]
+    assert shadow != live  # the shadow book traded intents the canary kept back
+    assert run["net"] == live[-1]
