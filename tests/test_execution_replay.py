@@ -130,3 +130,11 @@ async def test_canary_sends_only_its_fraction_live_and_the_shadow_book_follows_a
     live = [b["position"] for b in run["bars"]]
     assert shadow != live  # the shadow book traded intents the canary kept back
     assert run["net"] == live[-1]
+
+
+async def test_a_paced_replay_submits_in_the_background_and_drains_at_exit(tmp_path):
+    run = await _replay(tmp_path, "place:timeout_after_accept=0.2,place:reset=0.1,seed=5",
+                        end="1999-02-15", extra={"data": {"pace": 40.0}})
+    assert len(run["orders"]) >= 10 and set(run["tags"].values()) == {1}
+    assert all(r.final and r.accepted for r in run["records"])
+    assert run["net"] == run["filled"] == run["bars"][-1]["position"]
