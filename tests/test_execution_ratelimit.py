@@ -3,7 +3,10 @@ run-time QPS changes, and orders drawing on the general budget."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.clock import ManualClock
 from daemon.execution.ratelimit import (
@@ -122,3 +125,35 @@ async def test_try_acquire_is_all_or_nothing():
     assert limiter.buckets["general"].tokens == pytest.approx(general_before)
     with pytest.raises(RateLimitError):
         limiter.wait_time("bogus")
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["history", "general", "orders", "idle",
+                                                 "qps"]),
+                                st.floats(min_value=0.0, max_value=3.0),
+                                st.floats(min_value=0.1, max_value=5.0)),
+                      min_size=1, max_size=120))
+def test_no_window_is_ever_over_budget_whatever_the_traffic(steps):
+    """Random traffic, idle times and QPS changes: in every window the Gateway counts in, the
+    client sends no more than the budget (history 50/30 s, general incl. orders 200/60 s), and
+    orders never come closer than the QPS in force allows."""
+    clock = ManualClock()
+    limiter = RateLimiter(clock)
+    sent: dict[str, list[float]] = {"history": [], "general": [], "orders": []}
+
+    async def drive() -> None:
+        for kind, pause, qps in steps:
+            if kind == "idle":
+                clock.advance(pause * 20)
+            elif kind == "qps":
+                limiter.set_order_qps(qps)
+            else:
+                await limiter.acquire(kind)
+                sent[kind].append(clock.monotonic())
+                if kind == "orders":
+                    sent["general"].append(clock.monotonic())
+
+    anyio.run(drive)
+    assert max_in_window(sorted(sent["history"]), 30.0) <= 50
+    assert max_in_window(sorted(sent["general"]), 60.0) <= 200
+    assert max_in_window(sent["orders"], 1.0) <= 1 + 5  # at most 5/s after the first
