@@ -51,7 +51,8 @@ async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
                         "phase": execution.phase, "refused_reason": execution.refused_reason,
                         "reconcile": execution.report.to_dict()},
                     "filled": Outbox(store).filled_position(CONTRACT),
-                    "ctl_status": snaps[-1] if snaps else {}}
+                    "ctl_status": snaps[-1] if snaps else {},
+                    "metric": daemon.metrics.value}
         finally:
             store.close()
 
@@ -81,6 +82,10 @@ async def test_same_orders_in_the_same_order_with_and_without_faults(tmp_path):
     assert shown["execution"]["phase"] == "trading"
     assert shown["execution"]["position"] == faulty["net"]
     assert shown["canary"]["step_pct"] == 100 and "venue" in shown
+    metric = faulty["metric"]
+    resolved = sum(1 for r in faulty["records"] if r.state == State.RESOLVED)
+    assert metric("anchord_orders_final_total", {"state": "RESOLVED_accepted"}) == resolved
+    assert metric("anchord_canary_step_pct") == 100 and metric("anchord_execution_trading") == 1
 
 
 async def test_the_kill_switch_blocks_queued_intents_before_any_place(tmp_path):

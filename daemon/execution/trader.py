@@ -62,7 +62,8 @@ class Trader:
                  ready: Callable[[], Awaitable[bool]], refused: Callable[[], str],
                  monitors: Callable[[], tuple[float | None, float | None]] | None = None,
                  alert: Callable[..., None] | None = None,
-                 stale: Callable[[Bar], bool] | None = None) -> None:
+                 stale: Callable[[Bar], bool] | None = None,
+                 after_bar: Callable[[], None] | None = None) -> None:
         self.strategy = strategy
         self.submitter = submitter
         self.outbox = submitter.outbox
@@ -79,6 +80,7 @@ class Trader:
         self.monitors = monitors or (lambda: (None, None))
         self.alert = alert or (lambda *a, **k: None)
         self.stale = stale or (lambda bar: False)
+        self.after_bar = after_bar or (lambda: None)
         self.state = BookState.from_json(store.get_meta(STATE_KEY))
         self.pending_errors: list[OutboxRecord] = []
         self._verdicts: dict[str, Any] = {}
@@ -203,6 +205,7 @@ class Trader:
                                            "shadow_equity": round(st.shadow_equity, 6),
                                            "canary_pct": self.step_pct})
         self.store.set_meta(STATE_KEY, st.to_json())
+        self.after_bar()
 
     def status(self) -> dict[str, Any]:
         """Canary step and books, for `anchord ctl status`."""
