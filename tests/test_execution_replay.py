@@ -51,7 +51,8 @@ async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
                         "phase": execution.phase, "refused_reason": execution.refused_reason,
                         "reconcile": execution.report.to_dict()},
                     "filled": Outbox(store).filled_position(CONTRACT),
-                    "ctl_status": snaps[-1] if snaps else {}}
+                    "ctl_status": snaps[-1] if snaps else {},
+                    "metric": daemon.metrics.value}
         finally:
             store.close()
 
@@ -81,6 +82,10 @@ async def test_same_orders_in_the_same_order_with_and_without_faults(tmp_path):
     assert shown["execution"]["phase"] == "trading"
     assert shown["execution"]["position"] == faulty["net"]
     assert shown["canary"]["step_pct"] == 100 and "venue" in shown
+    metric = faulty["metric"]
+    resolved = sum(1 for r in faulty["records"] if r.state == State.RESOLVED)
+    assert metric("anchord_orders_final_total", {"state": "RESOLVED_accepted"}) == resolved
+    assert metric("anchord_canary_step_pct") == 100 and metric("anchord_execution_trading") == 1
 
 
 async def test_the_kill_switch_blocks_queued_intents_before_any_place(tmp_path):
@@ -118,3 +123,23 @@ def test_pipeline_strategy_without_a_pipeline_is_a_clear_error(tmp_path):
             attach_execution(daemon)
     finally:
         daemon.store.close()
+
+
+async def test_canary_sends_only_its_fraction_live_and_the_shadow_book_follows_all(tmp_path):
+    from daemon.execution.canary import is_live
+
+    run = await _replay(tmp_path, "", end="1999-02-28", extra={"canary": {"steps": [50]}})
+    sent = [o["customTag"].rsplit("-", 1)[1] for o in run["orders"]]
+    assert sent and all(is_live(i, 50) for i in sent)
+    shadow = [b["shadow_position"] for b in run["bars"]]
+    live = [b["position"] for b in run["bars"]]
+    assert shadow != live  # the shadow book traded intents the canary kept back
+    assert run["net"] == live[-1]
+
+
+async def test_a_paced_replay_submits_in_the_background_and_drains_at_exit(tmp_path):
+    run = await _replay(tmp_path, "place:timeout_after_accept=0.2,place:reset=0.1,seed=5",
+                        end="1999-02-15", extra={"data": {"pace": 40.0}})
+    assert len(run["orders"]) >= 10 and set(run["tags"].values()) == {1}
+    assert all(r.final and r.accepted for r in run["records"])
+    assert run["net"] == run["filled"] == run["bars"][-1]["position"]

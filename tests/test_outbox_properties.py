@@ -122,18 +122,22 @@ def _submitter(store: Store, venue: ScriptedVenue, risk: RiskState) -> Submitter
 
 async def _restart(path: Path, venue: ScriptedVenue, risk: RiskState
                    ) -> tuple[Store, Submitter]:
-    store = Store(path)
-    sub = _submitter(store, venue, risk)
+    """A new process: open the file and reconcile; it may crash again while doing so."""
     risk.kill_switch = False
-    while True:  # as Execution._start: a failed lookup is retried, never guessed
-        try:
+    while True:
+        store = Store(path)
+        sub = _submitter(store, venue, risk)
+        try:  # as Execution._start: a failed lookup is retried, never guessed
             report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
                                      tag_prefix="ax-inst-", adopt=False, log=get_logger("t"))
-            break
         except GatewayError:
+            store.conn.close()
             continue
-    assert report.ok, report.reason
-    return store, sub
+        except Crash:
+            store.conn.close()
+            continue
+        assert report.ok, report.reason
+        return store, sub
 
 
 async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
@@ -160,7 +164,7 @@ async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
     return store, tags
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(targets=st.lists(st.sampled_from([-2, -1, 0, 1, 2]), min_size=1, max_size=8),
        place=st.lists(st.sampled_from(PLACE), max_size=30),

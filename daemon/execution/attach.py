@@ -86,6 +86,7 @@ class Execution:
         self.stopping = False
         self._ready = anyio.Event()
         self._kill_handled = False
+        self.on_bar_done: list[Any] = []
         cfg = daemon.cfg
         self.replay = not cfg.data.source.startswith("projectx:")
         self.submitter = Submitter(client=client, outbox=self.outbox, risk=daemon.risk,
@@ -97,7 +98,8 @@ class Execution:
             policy=self.policy, replay=self.replay,
             wait_orders=lambda: self.replay and self.daemon.cfg.data.pace <= 0, log=self.log,
             ready=self.ready, refused=lambda: self.refused_reason,
-            monitors=lambda: _monitors(daemon), alert=daemon.alerts.fire, stale=self._stale)
+            monitors=lambda: _monitors(daemon), alert=daemon.alerts.fire, stale=self._stale,
+            after_bar=self._after_bar)
 
     # -- config views -------------------------------------------------------------------
     def settings(self) -> SubmitSettings:
@@ -119,6 +121,10 @@ class Execution:
         if not self.replay:
             return 0
         return int(cursor.epoch) if cursor is not None else 0
+
+    def _after_bar(self) -> None:
+        for hook in self.on_bar_done:
+            hook()
 
     def _stale(self, bar: Any) -> bool:
         """Live only: a bar older than `max_bar_age_s` (history at start-up) is not traded."""
@@ -256,6 +262,19 @@ def _monitors(daemon: Any) -> tuple[float | None, float | None]:
         return None, None
 
 
+def _wire_metrics(execution: Execution, metrics: Any) -> None:
+    def on_final(rec: Any) -> None:
+        state = rec.state.value if rec.state.value != "RESOLVED" else f"RESOLVED_{rec.outcome}"
+        metrics.orders_final.labels(state=state).inc()
+        if rec.state.value == "RESOLVED" or rec.attempts > 1:
+            metrics.orders_unknown.inc()
+
+    execution.submitter.on_final.append(on_final)
+    execution.on_bar_done.append(lambda: (
+        metrics.canary_step.set(execution.trader.step_pct),
+        metrics.trading.set(int(execution.phase == "trading"))))
+
+
 def attach_execution(daemon: Any, *, client: Any = None) -> Execution | None:
     """Wire execution into `daemon` (see the module docstring); None when disabled."""
     if not daemon.cfg.execution.enabled:
@@ -268,4 +287,5 @@ def attach_execution(daemon: Any, *, client: Any = None) -> Execution | None:
     daemon.drain_hooks.append(execution.drain)
     daemon.status_providers["execution"] = execution.status
     daemon.status_providers["canary"] = execution.trader.status
+    _wire_metrics(execution, daemon.metrics)
     return execution

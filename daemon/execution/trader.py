@@ -62,7 +62,8 @@ class Trader:
                  ready: Callable[[], Awaitable[bool]], refused: Callable[[], str],
                  monitors: Callable[[], tuple[float | None, float | None]] | None = None,
                  alert: Callable[..., None] | None = None,
-                 stale: Callable[[Bar], bool] | None = None) -> None:
+                 stale: Callable[[Bar], bool] | None = None,
+                 after_bar: Callable[[], None] | None = None) -> None:
         self.strategy = strategy
         self.submitter = submitter
         self.outbox = submitter.outbox
@@ -79,8 +80,10 @@ class Trader:
         self.monitors = monitors or (lambda: (None, None))
         self.alert = alert or (lambda *a, **k: None)
         self.stale = stale or (lambda bar: False)
+        self.after_bar = after_bar or (lambda: None)
         self.state = BookState.from_json(store.get_meta(STATE_KEY))
         self.pending_errors: list[OutboxRecord] = []
+        self._verdicts: dict[str, Any] = {}
         submitter.on_final.append(self._on_final)
 
     def tag_for(self, intent: OrderIntent) -> str:
@@ -105,6 +108,7 @@ class Trader:
             st.equity += st.last_position * move
             st.shadow_equity += st.shadow_position * move
         decision = self.strategy.decide(bar)
+        self._verdicts: dict[str, Any] = {}
         tags: list[str] = []
         if decision is not None:
             target = int(decision.target_position)
@@ -128,7 +132,7 @@ class Trader:
             return []
         if self.stale(bar):  # live warm-up on history: decide, but never trade an old bar
             return []
-        verdict = self.strategy.check(intent, bar)
+        verdict = self._check(intent, bar)
         if not repeat:
             self.state.canary = cn.count_intent(self.state.canary,
                                                 risk_blocked=not verdict.accepted)
@@ -155,8 +159,16 @@ class Trader:
                                    reason)
         if intent is None:
             return
-        if self.strategy.check(intent, bar).accepted:
+        if self._check(intent, bar).accepted:
             st.shadow_position += intent.signed_size
+
+    def _check(self, intent: OrderIntent, bar: Bar) -> Any:
+        # One gate call per distinct intent and bar: when both books want the same order the
+        # pipeline counts its denial and latency once.
+        cached = self._verdicts.get(intent.intent_id)
+        if cached is None:
+            cached = self._verdicts[intent.intent_id] = self.strategy.check(intent, bar)
+        return cached
 
     # -- canary and accounting ---------------------------------------------------------------
     def _count_errors(self) -> None:
@@ -193,6 +205,7 @@ class Trader:
                                            "shadow_equity": round(st.shadow_equity, 6),
                                            "canary_pct": self.step_pct})
         self.store.set_meta(STATE_KEY, st.to_json())
+        self.after_bar()
 
     def status(self) -> dict[str, Any]:
         """Canary step and books, for `anchord ctl status`."""
