@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from daemon.alerts import AlertHook
-from daemon.bars.replay import open_replay
+from daemon.bars.replay import ReplayData, open_replay
 from daemon.clock import Clock, WallClock
 from daemon.config import Change, RuntimeConfig, apply_reload, load_config
 from daemon.control import CommandError, ControlServer
@@ -33,7 +33,9 @@ from daemon.store import Store
 from daemon.timeutil import iso, parse_utc
 
 STOP_GRACE_S = 3.0
+LIVE_SOURCE = "projectx:live"
 ReloadHook = Callable[[RuntimeConfig, list[Change]], None]
+DrainHook = Callable[[], Awaitable[None]]
 
 
 class Daemon:
@@ -56,7 +58,11 @@ class Daemon:
         if cfg.risk.kill_switch and not self.risk.kill_switch:
             self._engage_kill("config")
         self.metrics.kill_switch.set(int(self.risk.kill_switch))
-        data = open_replay(cfg.data.source, cfg.data.start, cfg.data.end)
+        # [data].source = "projectx:live" polls History/retrieveBars (issue 5); else a replay.
+        self.live_bars: Any = None
+        live = cfg.data.source == LIVE_SOURCE
+        data = ReplayData(LIVE_SOURCE, []) if live else open_replay(cfg.data.source,
+                                                                    cfg.data.start, cfg.data.end)
         self.ingest = IngestLoop(data=data, contract=cfg.data.contract, store=self.store,
                                  metrics=self.metrics, clock=self.clock, log=self.log,
                                  pace=lambda: self.cfg.data.pace)
@@ -64,10 +70,16 @@ class Daemon:
         self.tasks: list[Callable[[], Awaitable[None]]] = []
         self.status_providers: dict[str, Callable[[], Any]] = {}
         self.reload_hooks: list[ReloadHook] = [self._apply_core_reload]
+        # Awaited when a replay ends with `at_end = exit`, before the stop (e.g. the outbox).
+        self.drain_hooks: list[DrainHook] = []
         self.started = time.monotonic()
         self._stopping = anyio.Event()
         self._ingest_done = anyio.Event()
         self._register_commands()
+        if live:
+            from daemon.bars.live import attach_live_bars
+
+            self.live_bars = attach_live_bars(self)
 
     # -- kill switch, news, reload, status ------------------------------------------------
     def _engage_kill(self, source: str) -> None:
@@ -211,7 +223,11 @@ class Daemon:
 
     async def _ingest(self) -> None:
         try:
-            completed = await self.ingest.run()
+            if self.live_bars is not None:
+                completed = await self.ingest.run_stream(self.live_bars.rows())
+                self.live_bars.checkpoint()
+            else:
+                completed = await self.ingest.run()
         finally:
             self._ingest_done.set()
         if completed:
@@ -219,6 +235,8 @@ class Daemon:
                           quarantined=self.store.quarantine_count(),
                           at_end=self.cfg.data.at_end)
             if self.cfg.data.at_end == "exit":
+                for hook in self.drain_hooks:
+                    await hook()
                 self.request_stop("replay finished")
 
     async def run(self) -> int:
@@ -256,6 +274,10 @@ class Daemon:
 
 def run_daemon(config_path: str | Path) -> int:
     """Load the config (ConfigError on a bad file), set up logs, and run the daemon."""
+    from daemon.execution.attach import attach_execution
+
     cfg = load_config(config_path)
     configure_logging(cfg.daemon.log_level)
-    return anyio.run(Daemon(cfg).run)
+    daemon = Daemon(cfg)
+    attach_execution(daemon)  # after attach_pipeline (the Trader drives daemon.pipeline)
+    return anyio.run(daemon.run)

@@ -69,12 +69,28 @@ def _add_gates(sub: argparse._SubParsersAction) -> None:
     from daemon.training.cli import add_gates_parser
 
     add_gates_parser(sub)
+# --- `anchord bench NAME`: one function per benchmark (issue 4 pipeline, 5 submit, 6 update);
+# each adds its sub-parser to the bench sub-parsers, and is listed in BENCHES.
+def _bench_submit(bsub: argparse._SubParsersAction) -> None:
+    from daemon.bench.submit import add_parser
+
+    add_parser(bsub)
+
+
+BENCHES: list[Callable[[argparse._SubParsersAction], None]] = [_bench_submit]
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks (timings depend on the machine and its load)")
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    for add in BENCHES:
+        add(bsub)
 
 
 # One line per command module; each adds its own sub-parser with `func` set.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_report,
-                                                               _add_venue]
-COMMANDS += [_add_train, _add_gates]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_run, _add_ctl, _add_report, _add_venue, _add_bench, _add_train, _add_gates,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -222,6 +222,106 @@ class QualityGatesSection:
 class ArtifactsSection:
     dir: str = setting("artifacts", check=non_empty,
                        doc="artifact set the daemon loads (a set, or a root with current/)")
+# --- [projectx] (issue 5) ---
+def _base_url_check(value: str) -> str | None:
+    from daemon.execution.urls import base_url_problem
+
+    return base_url_problem(value)
+
+
+def _order_qps_check(value: float) -> str | None:
+    from daemon.execution.ratelimit import MAX_ORDER_QPS
+
+    if 0 < value <= MAX_ORDER_QPS:
+        return None
+    return f"must be > 0 and <= {MAX_ORDER_QPS:g} (the runbook's ceiling), got {value!r}"
+
+
+def _window_check(value: str) -> str | None:
+    from daemon.execution.ratelimit import RateLimitError, parse_window
+
+    try:
+        parse_window(value)
+    except RateLimitError as err:
+        return str(err)
+    return None
+
+
+@dataclass(frozen=True)
+class ProjectXSection:
+    base_url: str = setting(
+        "https://api.topstepx.com", check=_base_url_check,
+        doc="REST base of the Gateway (paths are /api/...); https, or http on loopback only",
+    )
+    username: str = setting("", doc="platform login name for Auth/loginKey ($PROJECTX_USERNAME "
+                                    "when empty)")
+    account: str = setting("", doc="account name or id; empty = the only active account")
+    live: bool = setting(False, doc="`live` flag of Contract/search and History (false on "
+                                    "simulated accounts)")
+    connect_timeout_s: float = setting(5.0, check=at_least(0.1), doc="TCP/TLS connect timeout")
+    request_timeout_s: float = setting(10.0, check=at_least(0.1),
+                                       doc="read/write timeout of one request")
+    rate_limit_qps: float = setting(2.0, reloadable=True, check=_order_qps_check,
+                                    doc="Order/place per second (<= 5)")
+    history_limit: str = setting("50/30", check=_window_check,
+                                 doc="History/retrieveBars budget N/SECONDS")
+    general_limit: str = setting("200/60", check=_window_check,
+                                 doc="budget of every other endpoint N/SECONDS")
+    token_refresh_margin_s: float = setting(300.0, check=at_least(0.0),
+                                            doc="refresh the session token this long before exp")
+    read_retries: int = setting(4, check=between(1, 10),
+                                doc="attempts of a read on 429/5xx/transport errors")
+    max_backoff_s: float = setting(30.0, check=at_least(0.1),
+                                   doc="longest single wait between read attempts")
+    bar_unit: int = setting(2, check=between(1, 5), doc="live bars: 1 s, 2 min, 3 h, 4 day, 5 "
+                                                        "week, 6 month")
+    bar_unit_number: int = setting(1, check=at_least(1), doc="live bars: units per bar")
+    bar_poll_s: float = setting(2.0, check=at_least(0.1),
+                                doc="live bars: settle time after a bar closes before polling")
+    bar_lookback: int = setting(500, check=between(1, 20_000),
+                                doc="live bars: history fetched on a first start")
+# --- [execution] and [canary] (issue 5) ---
+@dataclass(frozen=True)
+class ExecutionSection:
+    enabled: bool = setting(False, doc="true: trade through [projectx] (outbox, submitter, "
+                                       "reconciliation, canary); false: ingest only")
+    strategy: str = setting("pipeline", check=one_of("pipeline", "ma_crossover"),
+                            doc="what the Trader drives: the model pipeline or the MA stand-in")
+    cancel_open_on_kill: bool = setting(True, reloadable=True,
+                                        doc="cancel our open orders when the kill switch engages")
+    adopt_venue_position: bool = setting(
+        False, doc="at start, adopt a venue position the outbox cannot explain (else refuse)")
+    settle_s: float = setting(0.5, reloadable=True, check=at_least(0.0),
+                              doc="wait before looking up an order whose answer was lost")
+    unknown_checks: int = setting(3, reloadable=True, check=between(1, 100),
+                                  doc="lookups without the tag before resending it")
+    lookup_retry_s: float = setting(1.0, reloadable=True, check=at_least(0.0),
+                                    doc="wait after a failed lookup before the next")
+    check_interval_s: float = setting(10.0, reloadable=True, check=at_least(0.05),
+                                      doc="period of the in-flight/fill/position check")
+    startup_retry_s: float = setting(5.0, check=at_least(0.05),
+                                     doc="wait between start-up attempts (login, reconcile)")
+    max_bar_age_s: float = setting(120.0, reloadable=True, check=at_least(0.0),
+                                   doc="live: bars older than this (start-up history) are "
+                                       "decided on but never traded")
+    ma_fast: int = setting(5, check=at_least(1), doc="ma_crossover: fast SMA length (bars)")
+    ma_slow: int = setting(20, check=at_least(2), doc="ma_crossover: slow SMA length (bars)")
+    ma_size: int = setting(1, check=at_least(1), doc="ma_crossover: contracts long or short")
+
+
+@dataclass(frozen=True)
+class CanarySection:
+    steps: list[int] = setting([5, 25, 50, 100], check=non_empty,
+                               doc="percent of intents live at each step, ascending")
+    healthy_windows: int = setting(2, check=at_least(1),
+                                   doc="healthy windows in a row before stepping up")
+    window_bars: int = setting(50, check=at_least(1), doc="bars per health window")
+    max_risk_block_rate: float = setting(0.5, reloadable=True, check=between(0.0, 1.0),
+                                         doc="a window is unhealthy above this block rate")
+    max_p99_latency_ms: float = setting(50.0, reloadable=True, check=at_least(0.0),
+                                        doc="unhealthy above this p99 latency (live only)")
+    min_ann_recall: float = setting(0.9, reloadable=True, check=between(0.0, 1.0),
+                                    doc="unhealthy below this ANN recall@k")
 
 
 @dataclass(frozen=True)
@@ -235,6 +335,9 @@ class RuntimeConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     quality_gates: QualityGatesSection = field(default_factory=QualityGatesSection)
     artifacts: ArtifactsSection = field(default_factory=ArtifactsSection)
+    projectx: ProjectXSection = field(default_factory=ProjectXSection)
+    execution: ExecutionSection = field(default_factory=ExecutionSection)
+    canary: CanarySection = field(default_factory=CanarySection)
     # Where the file was read from; relative paths in the file are relative to its folder.
     source_path: str = field(default="runtime.toml", metadata={"internal": True})
 
@@ -341,6 +444,13 @@ def validate_cross(cfg: RuntimeConfig) -> RuntimeConfig:
                 parse_utc(value)
             except ValueError as err:
                 raise ConfigError(cfg.source_path, f"[data].{key}", str(err)) from None
+    steps = cfg.canary.steps
+    if any(not 0 < p <= 100 for p in steps) or list(steps) != sorted(steps):
+        raise ConfigError(cfg.source_path, "[canary].steps",
+                          f"must be ascending percentages in (0, 100], got {steps!r}")
+    if cfg.execution.ma_fast >= cfg.execution.ma_slow:
+        raise ConfigError(cfg.source_path, "[execution].ma_fast",
+                          f"must be below ma_slow ({cfg.execution.ma_slow})")
     return cfg
 
 

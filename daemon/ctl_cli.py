@@ -29,6 +29,9 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     csub.add_parser("reload", help="re-read runtime.toml (same as SIGHUP)")
     csub.add_parser("rollback-artifacts",
                     help="swap to the previous artifact set under [artifacts].dir")
+    rl = csub.add_parser("rate-limit", help="set the order submission rate (Order/place per "
+                                            "second, <= 5) without a restart")
+    rl.add_argument("qps", type=float, help="orders per second, > 0 and <= 5")
     p.set_defaults(func=run_ctl)
 
 
@@ -72,6 +75,8 @@ def run_ctl(args: argparse.Namespace) -> int:
         payload = {"reason": args.reason}
     elif cmd == "news":
         payload = {"ts": args.ts}
+    elif cmd == "rate-limit":
+        payload = {"qps": args.qps}
     result = call(sock, cmd, payload)
     if cmd == "status" and not args.json:
         print(format_table(result))

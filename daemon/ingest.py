@@ -8,7 +8,7 @@ persisted after every bar, so a restart resumes where it stopped and keeps the r
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -86,6 +86,30 @@ class IngestLoop:
             self.cursor.start = index + 1
             await self._pace()
         return True
+
+    async def run_stream(self, rows: AsyncIterator[Any]) -> bool:
+        """Process rows of an endless source (live bars) until it ends (True) or `stop()`
+        (False). `stop()` interrupts only the wait for the next row, never a bar."""
+        it = rows.__aiter__()
+        try:
+            while not self._stop:
+                with anyio.CancelScope() as scope:
+                    self._sleep_scope = scope
+                    try:
+                        raw = await it.__anext__()
+                    except StopAsyncIteration:
+                        return True
+                self._sleep_scope = None
+                if scope.cancelled_caught:
+                    break
+                await self.process(raw)
+            return False
+        finally:
+            self._sleep_scope = None
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
     async def process(self, raw: Any) -> Bar | None:
         """Validate one raw row and hand the bar to every handler; None if quarantined."""

@@ -29,6 +29,19 @@ class Metrics:
             registry=r, buckets=(1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1, 1.0),
         )
 
+        # --- execution: outbox, submitter, canary (issue 5) ---
+        self.orders_final = Counter("anchord_orders_final_total",
+                                    "Outbox records that reached a final state", ["state"],
+                                    registry=r)
+        self.orders_unknown = Counter("anchord_orders_unknown_total",
+                                      "Order/place answers lost (timeout, 5xx, reset, 429, tag "
+                                      "in use): resolved by lookup", registry=r)
+        self.canary_step = Gauge("anchord_canary_step_pct", "Percent of intents sent live",
+                                 registry=r)
+        self.trading = Gauge("anchord_execution_trading",
+                             "1 while reconciled and trading, 0 while starting or refused",
+                             registry=r)
+
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Current value of a sample (0 when absent); for status snapshots and tests."""
         v = self.registry.get_sample_value(name, labels or {})

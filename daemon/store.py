@@ -47,6 +47,46 @@ MIGRATIONS: dict[int, str] = {
         total INTEGER NOT NULL
     );
     """,
+    # --- 2: execution outbox (issue 5; daemon/execution/outbox.py reads and writes it) ---
+    2: """
+    CREATE TABLE outbox (
+        tag TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        intent_id TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        contract TEXT NOT NULL,
+        bar_ts TEXT NOT NULL,
+        side INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        target_position INTEGER NOT NULL,
+        ref_price REAL NOT NULL,
+        limit_price TEXT,
+        state TEXT NOT NULL,
+        order_id INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        checks INTEGER NOT NULL DEFAULT 0,
+        resend_due INTEGER NOT NULL DEFAULT 0,
+        outcome TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        filled INTEGER NOT NULL DEFAULT 0,
+        fill_price TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_state ON outbox(state, seq);
+    CREATE INDEX outbox_intent ON outbox(intent_id, epoch);
+    CREATE TABLE outbox_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tag TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_log_tag ON outbox_log(tag, id);
+    """,
     5: """
     CREATE TABLE journal (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,

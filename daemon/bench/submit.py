@@ -1,0 +1,235 @@
+"""`anchord bench submit`: hold Order/place at the configured QPS against the paper venue.
+
+The venue runs in-process on 127.0.0.1, in its own thread and event loop (so its request
+handling is not counted inside our awaits), with its rate limits raised to allow the rate; the
+client's own budgets are sized the same way. Orders are market orders of size 1, alternating
+buy and sell, each with a fresh customTag, placed one after another for `--seconds`, either
+through the whole submitter path (intent → outbox in SQLite → Submitter → client → limiter;
+the default when the submitter is present) or through the client and its limiter alone.
+
+Reported: `achieved_qps` — orders per second between the first and the last order as the venue
+stamped them, which must be within ±5 % of `target_qps`; `overhead_p50_us` / `overhead_p99_us`
+— time spent per order on our side of the wire (for the submitter path: the outbox writes, the
+kill-switch check, the state machine and the client; for the client path: building and
+serialising the request, token check, limiter bookkeeping, parsing the answer), excluding the
+HTTP exchange and the limiter's deliberate wait; `client_overhead_*` — the client's share;
+`wire_p50_us` / `wire_p99_us` — the HTTP exchange (loopback plus the venue's handling).
+Timings depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Any
+
+import orjson
+
+DEFAULT_SECONDS = 60.0
+
+
+def add_parser(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("submit", help="order submission rate and client overhead against the "
+                                       "in-process paper venue")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+                   help="how long to submit (default 60)")
+    p.add_argument("--qps", type=float, default=None,
+                   help="target orders/s (default [projectx].rate_limit_qps of --config, or 2)")
+    p.add_argument("--config", default=None, help="runtime.toml to take rate_limit_qps from")
+    p.add_argument("--path", choices=("auto", "submitter", "client"), default="auto",
+                   help="what to time: the submitter (outbox + Submitter + client; the default "
+                        "when present) or the client alone")
+    p.add_argument("--store", choices=("disk", "memory"), default="disk",
+                   help="submitter path: the outbox in a SQLite file with fsync per state "
+                        "change, as the daemon runs (default), or in memory (CPU cost only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of `values`; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class _ClientPath:
+    """Orders straight through ProjectXClient.place_order (its limiter included)."""
+
+    name = "client+limiter (ProjectXClient.place_order)"
+
+    def __init__(self, client: Any, account: int, contract: str, state_dir: Any) -> None:
+        self.client, self.account, self.contract = client, account, contract
+        self.run = time.time_ns()
+
+    async def place(self, n: int) -> int:
+        await self.client.place_order(account_id=self.account, contract_id=self.contract,
+                                      type=2, side=n % 2, size=1,
+                                      custom_tag=f"bench-{self.run}-{n}")
+        return self.client.last_place_overhead_ns
+
+    def close(self) -> None:
+        pass
+
+
+class _SubmitterPath:
+    """Orders as the daemon sends them: intent → outbox (SQLite, PENDING before the request)
+    → Submitter (kill-switch check, SENT, Order/place through the client) → ACCEPTED."""
+
+    name = "submitter (outbox + Submitter.drive + client + limiter)"
+
+    def __init__(self, client: Any, account: int, contract: str, state_dir: Any) -> None:
+        from daemon.execution.outbox import Outbox
+        from daemon.execution.submitter import SubmitSettings, Submitter
+        from daemon.logs import get_logger
+        from daemon.risk import RiskState
+        from daemon.store import Store
+
+        self.client, self.contract = client, contract
+        self.store = Store(state_dir / "store.sqlite" if state_dir else ":memory:")
+        self.outbox = Outbox(self.store)
+        risk = RiskState.load(self.store, 15.0, 15.0)
+        self.submitter = Submitter(client=client, outbox=self.outbox, risk=risk,
+                                   clock=client.clock, log=get_logger("bench"),
+                                   settings=SubmitSettings, account_id=lambda: account)
+        self.run = time.time_ns()
+
+    async def place(self, n: int) -> int:
+        from daemon.execution.outbox import State
+        from daemon.intent import OrderIntent, Side
+
+        side = Side(n % 2)
+        intent = OrderIntent(intent_id=f"{self.run:x}-{n}", contract=self.contract,
+                             bar_ts=self.client.clock.now(), side=side, size=1,
+                             target_position=1 if side == Side.BUY else 0, ref_price=4500.25)
+        t0 = time.perf_counter_ns()
+        rec = self.submitter.enqueue(intent, f"bench-{self.run}-{n}", 1)
+        rec = await self.submitter.drive(rec.tag)
+        total = time.perf_counter_ns() - t0
+        if rec is None or rec.state != State.ACCEPTED:
+            raise RuntimeError(f"bench order {n} ended {rec.state if rec else None}")
+        return total - self.client.last_place_wire_ns - self.client.last_place_wait_ns
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _paths() -> dict[str, type]:
+    paths: dict[str, type] = {"client": _ClientPath}
+    try:
+        import daemon.execution.submitter  # noqa: F401  (issue 5 part 2)
+
+        paths["submitter"] = _SubmitterPath
+    except ImportError:
+        pass
+    return paths
+
+
+async def bench_submit(seconds: float, qps: float, path: str = "auto",
+                       store: str = "disk") -> dict[str, Any]:
+    """Run the benchmark and return its report (see the module docstring)."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from daemon.bars.model import Bar
+    from daemon.clock import WallClock
+    from daemon.config import ProjectXSection
+    from daemon.errors import AnchordError
+    from daemon.execution.client import ProjectXClient
+    from daemon.execution.ratelimit import check_order_qps
+    from daemon.venue import venue_in_thread
+
+    qps = check_order_qps(qps)
+    paths = _paths()
+    if path == "auto":
+        path = "submitter" if "submitter" in paths else "client"
+    if path not in paths:
+        raise AnchordError(f"bench submit: path {path!r} is not available here "
+                           f"(available: {', '.join(paths)})")
+    contract = "CON.F.US.EP.Z26"
+    expected = int(qps * seconds) + 2
+    # Budgets that allow the rate: the client keeps 95 % of a window, 10 % of it as a burst.
+    general = f"{math.ceil(expected * 1.3 + 60 * qps * 1.3 + 50)}/60"
+    clock = WallClock()
+    bars = [Bar(contract, clock.now(), 4500.0, 4501.0, 4499.0, 4500.25, 1000.0)]
+    opts = {"other_limit": general, "history_limit": "unlimited", "username": "bench",
+            "api_key": "bench-key"}
+    with tempfile.TemporaryDirectory(prefix="anchord-bench-") as tmp, \
+            venue_in_thread(bars, clock=clock, **opts) as venue:
+        venue.advance()
+        cfg = dataclasses.replace(ProjectXSection(), base_url=venue.base_url,
+                                  username="bench", account="", rate_limit_qps=qps,
+                                  general_limit=general)
+        async with ProjectXClient(cfg, "bench-key", clock=clock) as client:
+            account = (await client.resolve_account()).id
+            await client.resolve_contract(contract)
+            runner = paths[path](client, account, contract,
+                                 Path(tmp) if store == "disk" else None)
+            overhead_us: list[float] = []
+            client_us: list[float] = []
+            wire_us: list[float] = []
+            start = time.perf_counter()
+            deadline = start + seconds
+            n = 0
+            try:
+                while time.perf_counter() < deadline:
+                    overhead_us.append(await runner.place(n) / 1000)
+                    client_us.append(client.last_place_overhead_ns / 1000)
+                    wire_us.append(client.last_place_wire_ns / 1000)
+                    n += 1
+            finally:
+                runner.close()
+            elapsed = time.perf_counter() - start
+        # The rate as the venue saw it: creation times of the orders it accepted.
+        created = sorted(o["creationTimestamp"] for o in venue.orders())
+    span = (created[-1] - created[0]).total_seconds() if len(created) > 1 else 0.0
+    achieved = (len(created) - 1) / span if span > 0 else 0.0
+    return {
+        "bench": "submit", "path": runner.name,
+        "venue": "paper venue in-process (own thread and event loop), 127.0.0.1",
+        "store": None if path == "client" else (
+            "SQLite file, synchronous=FULL (as the daemon)" if store == "disk"
+            else "SQLite in memory (no fsync: the CPU part only)"),
+        "target_qps": qps, "achieved_qps": round(achieved, 4),
+        "deviation_pct": round(100 * (achieved - qps) / qps, 3),
+        "within_5pct": abs(achieved - qps) <= 0.05 * qps,
+        "orders": n, "orders_at_venue": len(created), "seconds": round(elapsed, 3),
+        "overhead_p50_us": round(_percentile(overhead_us, 50), 1),
+        "overhead_p99_us": round(_percentile(overhead_us, 99), 1),
+        "overhead_max_us": round(max(overhead_us, default=0.0), 1),
+        "client_overhead_p50_us": round(_percentile(client_us, 50), 1),
+        "client_overhead_p99_us": round(_percentile(client_us, 99), 1),
+        "wire_p50_us": round(_percentile(wire_us, 50), 1),
+        "wire_p99_us": round(_percentile(wire_us, 99), 1),
+        "note": "timings on a shared machine; overhead excludes the HTTP exchange and the "
+                "limiter's wait",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    import anyio
+
+    from daemon.logs import configure_logging
+
+    configure_logging("warning", stream=sys.stderr.buffer)  # stdout carries the report only
+
+    qps = args.qps
+    if qps is None:
+        qps = 2.0
+        if args.config:
+            from daemon.config import load_config
+
+            qps = load_config(args.config).projectx.rate_limit_qps
+    report = anyio.run(bench_submit, args.seconds, qps, args.path, args.store)
+    if args.json:
+        print(orjson.dumps(report).decode())
+    else:
+        for key, value in report.items():
+            print(f"{key:18} {value}")
+    return 0

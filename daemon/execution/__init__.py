@@ -1,0 +1,1 @@
+"""Order execution against the ProjectX Gateway: client, rate limits, outbox, submitter."""

@@ -1,0 +1,291 @@
+"""`attach_execution(daemon)`: wire trading into the daemon with one call.
+
+It builds the Gateway client and its rate limiter, the outbox, the submitter, the canary and
+the Trader; adds the Trader as a bar handler (after the venue's and the pipeline's), a task
+that logs in and reconciles before the first bar and then runs the submitter and the periodic
+checks, a drain hook for `at_end = exit`, and status providers ("execution", "canary").
+
+With `[execution].enabled = false` it does nothing (the daemon only ingests). With
+`strategy = "pipeline"` the pipeline must already be attached (`attach_pipeline(daemon)`
+first); otherwise start-up stops with a one-line AnchordError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from daemon.bars.model import BarRejected, BarValidator
+from daemon.errors import AnchordError
+from daemon.execution import canary as cn
+from daemon.execution.errors import GatewayError
+from daemon.execution.ma_rule import MovingAverageCrossover
+from daemon.execution.outbox import Outbox
+from daemon.execution.reconcile import ReconcileReport, check_in_flight, reconcile
+from daemon.execution.submitter import SubmitSettings, Submitter
+from daemon.execution.trader import Trader
+from daemon.logs import get_logger
+
+KILL_POLL_S = 0.25
+CLOSE_GRACE_S = 1.0
+
+
+def _strategy(daemon: Any) -> Any:
+    ex = daemon.cfg.execution
+    if ex.strategy == "ma_crossover":
+        rule = MovingAverageCrossover(ex.ma_fast, ex.ma_slow, ex.ma_size, daemon.risk)
+        _warm_up(rule, daemon)
+        return rule
+    pipeline = getattr(daemon, "pipeline", None)
+    if pipeline is None:
+        raise AnchordError('[execution].strategy = "pipeline" but no pipeline is attached '
+                           '(attach_pipeline must run before attach_execution; or set '
+                           'strategy = "ma_crossover")')
+    return pipeline
+
+
+def _warm_up(rule: MovingAverageCrossover, daemon: Any) -> None:
+    """A resumed replay feeds the bars before its cursor to the rule (no orders), so its
+    averages are the same as in an uninterrupted run."""
+    cursor = getattr(daemon.ingest, "cursor", None)
+    if cursor is None or not cursor.start:
+        return
+    validator = BarValidator()
+    for raw in daemon.ingest.data.rows[max(0, cursor.start - 4 * rule.slow):cursor.start]:
+        try:
+            rule.decide(validator.check(raw, daemon.cfg.data.contract))
+        except (BarRejected, ValueError, TypeError):
+            continue
+
+
+def _client(daemon: Any) -> Any:
+    # The daemon's one Gateway session (shared with live bars; E1's wiring registers the
+    # rate-limit command, its reload hook and the "gateway" status).
+    from daemon.execution.attach_client import get_client
+
+    return get_client(daemon)
+
+
+class Execution:
+    """Start-up (login, account, reconciliation), the submitter worker, periodic checks."""
+
+    def __init__(self, daemon: Any, strategy: Any, client: Any) -> None:
+        self.daemon = daemon
+        self.client = client
+        self.log = get_logger("execution")
+        self.contract = daemon.cfg.data.contract
+        self.outbox = Outbox(daemon.store)
+        self.instance_id = daemon.store.instance_id()
+        self.tag_prefix = f"ax-{self.instance_id}-"
+        self.account_id: int | None = None
+        self.phase = "starting"
+        self.refused_reason = ""
+        self.report: ReconcileReport | None = None
+        self.last_check: dict[str, Any] = {}
+        self.stopping = False
+        self._ready = anyio.Event()
+        self._kill_handled = False
+        self.on_bar_done: list[Any] = []
+        cfg = daemon.cfg
+        self.replay = not cfg.data.source.startswith("projectx:")
+        self.submitter = Submitter(client=client, outbox=self.outbox, risk=daemon.risk,
+                                   clock=daemon.clock, log=self.log, settings=self.settings,
+                                   account_id=self._account)
+        self.trader = Trader(
+            strategy=strategy, submitter=self.submitter, store=daemon.store,
+            contract=self.contract, instance_id=self.instance_id, epoch=self._epoch,
+            policy=self.policy, replay=self.replay,
+            wait_orders=lambda: self.replay and self.daemon.cfg.data.pace <= 0, log=self.log,
+            ready=self.ready, refused=lambda: self.refused_reason,
+            monitors=lambda: _monitors(daemon), alert=daemon.alerts.fire, stale=self._stale,
+            after_bar=self._after_bar)
+
+    # -- config views -------------------------------------------------------------------
+    def settings(self) -> SubmitSettings:
+        ex = self.daemon.cfg.execution
+        return SubmitSettings(settle_s=ex.settle_s, unknown_checks=ex.unknown_checks,
+                              lookup_retry_s=ex.lookup_retry_s)
+
+    def policy(self) -> cn.CanaryPolicy:
+        c = self.daemon.cfg.canary
+        return cn.CanaryPolicy(steps=tuple(c.steps), healthy_windows=c.healthy_windows,
+                               window_bars=c.window_bars,
+                               max_risk_block_rate=c.max_risk_block_rate,
+                               max_p99_latency_ms=c.max_p99_latency_ms,
+                               min_ann_recall=c.min_ann_recall)
+
+    def _epoch(self) -> int:
+        """The replay's run epoch (live trading has no replay to start over: 0)."""
+        cursor = getattr(self.daemon.ingest, "cursor", None)
+        if not self.replay:
+            return 0
+        return int(cursor.epoch) if cursor is not None else 0
+
+    def _after_bar(self) -> None:
+        for hook in self.on_bar_done:
+            hook()
+
+    def _stale(self, bar: Any) -> bool:
+        """Live only: a bar older than `max_bar_age_s` (history at start-up) is not traded."""
+        if self.replay:
+            return False
+        age = (self.daemon.clock.now() - bar.ts).total_seconds()
+        return age > self.daemon.cfg.execution.max_bar_age_s
+
+    def _account(self) -> int:
+        if self.account_id is None:
+            raise GatewayError("no account resolved yet")
+        return self.account_id
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def ready(self) -> bool:
+        """Wait until start-up reconciliation is done; False when the daemon is stopping."""
+        await self._ready.wait()
+        return not self.stopping
+
+    def stop(self) -> None:
+        """SIGTERM: release every waiter now; nothing waits for the network."""
+        self.stopping = True
+        self.submitter.stop()
+        self._ready.set()
+
+    async def run(self) -> None:
+        """The daemon task: start up, then run the submitter and the checks until stopped."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_stop)
+                await self._start()
+                if not self.stopping:
+                    tg.start_soon(self.submitter.run)
+                    tg.start_soon(self._periodic)
+                    tg.start_soon(self._kill_watch)
+        finally:
+            with anyio.move_on_after(CLOSE_GRACE_S, shield=True):
+                await self.client.aclose()
+
+    async def _watch_stop(self) -> None:
+        await self.daemon._stopping.wait()
+        self.stop()
+
+    async def _start(self) -> None:
+        ex = self.daemon.cfg.execution
+        while not self.stopping:
+            try:
+                await self.client.login()
+                account = await self.client.resolve_account()
+                self.account_id = int(getattr(account, "id", account))
+                self.phase = "reconciling"
+                self.report = await reconcile(
+                    submitter=self.submitter, outbox=self.outbox, contract=self.contract,
+                    tag_prefix=self.tag_prefix, adopt=ex.adopt_venue_position, log=self.log)
+            except (GatewayError, OSError) as err:
+                self.phase = f"starting (retrying: {err})"
+                self.log.error("execution_start_failed", error=str(err),
+                               retry_in_s=ex.startup_retry_s)
+                await self.daemon.clock.sleep(ex.startup_retry_s)
+                continue
+            self.refused_reason = "" if self.report.ok else self.report.reason
+            self.phase = "trading" if self.report.ok else "refused"
+            self.log.info("execution_ready", phase=self.phase, account_id=self.account_id,
+                          instance_id=self.instance_id, epoch=self._epoch(),
+                          step_pct=self.trader.step_pct)
+            break
+        self._ready.set()
+
+    async def _periodic(self) -> None:
+        while not self.stopping:
+            await self.daemon.clock.sleep(self.daemon.cfg.execution.check_interval_s)
+            await self.check()
+
+    async def check(self) -> dict[str, Any]:
+        """One in-flight / fill / position check (also run at the end of a replay)."""
+        self.last_check = await check_in_flight(submitter=self.submitter, outbox=self.outbox,
+                                                contract=self.contract, log=self.log)
+        try:
+            opened = await self.client.search_open_orders(self._account())
+            self.last_check["open_orders"] = sum(
+                1 for o in opened if str(o.get("customTag") or "").startswith(self.tag_prefix))
+        except (GatewayError, OSError, AttributeError):
+            pass
+        return self.last_check
+
+    async def _kill_watch(self) -> None:
+        while not self.stopping:
+            risk = self.daemon.risk
+            if risk.kill_switch and not self._kill_handled:
+                self._kill_handled = True
+                if self.daemon.cfg.execution.cancel_open_on_kill:
+                    n = await self.submitter.cancel_open_orders(self.tag_prefix)
+                    self.log.warning("kill_switch_orders_cancelled", cancelled=n)
+            elif not risk.kill_switch:
+                self._kill_handled = False
+            await anyio.sleep(KILL_POLL_S)
+
+    async def drain(self) -> None:
+        """`at_end = exit`: drive every queued record to a final state and record fills."""
+        await self.ready()
+        await self.submitter.drain()
+        while self.outbox.in_flight() and not self.stopping:
+            self.submitter.requeue_in_flight()
+            await self.submitter.drain()
+            await anyio.sleep(0.05)
+        if not self.stopping:
+            await self.check()
+        self.log.info("execution_drained", outbox=self.outbox.counts(),
+                      position=self.outbox.expected_position(self.contract),
+                      filled_position=self.outbox.filled_position(self.contract),
+                      **{k: v for k, v in self.last_check.items() if k != "requeued"})
+
+    def status(self) -> dict[str, Any]:
+        """The "execution" block of `anchord ctl status`."""
+        return {"phase": self.phase, "trading": self.phase == "trading",
+                "refused_reason": self.refused_reason, "account_id": self.account_id,
+                "strategy": self.daemon.cfg.execution.strategy,
+                "outbox": self.outbox.counts(),
+                "position": self.outbox.expected_position(self.contract),
+                "filled_position": self.outbox.filled_position(self.contract),
+                "open_orders": self.last_check.get("open_orders"),
+                "venue_position": self.last_check.get("venue_position"),
+                "queued": len(self.submitter.queue),
+                "reconcile": self.report.to_dict() if self.report else None}
+
+
+def _monitors(daemon: Any) -> tuple[float | None, float | None]:
+    """(p99 latency ms, ANN recall) from `daemon.canary_monitors` if the pipeline set it."""
+    source = getattr(daemon, "canary_monitors", None)
+    if source is None:
+        return None, None
+    try:
+        return source()
+    except Exception:  # a monitor must never break a bar
+        return None, None
+
+
+def _wire_metrics(execution: Execution, metrics: Any) -> None:
+    def on_final(rec: Any) -> None:
+        state = rec.state.value if rec.state.value != "RESOLVED" else f"RESOLVED_{rec.outcome}"
+        metrics.orders_final.labels(state=state).inc()
+        if rec.state.value == "RESOLVED" or rec.attempts > 1:
+            metrics.orders_unknown.inc()
+
+    execution.submitter.on_final.append(on_final)
+    execution.on_bar_done.append(lambda: (
+        metrics.canary_step.set(execution.trader.step_pct),
+        metrics.trading.set(int(execution.phase == "trading"))))
+
+
+def attach_execution(daemon: Any, *, client: Any = None) -> Execution | None:
+    """Wire execution into `daemon` (see the module docstring); None when disabled."""
+    if not daemon.cfg.execution.enabled:
+        return None
+    strategy = _strategy(daemon)
+    execution = Execution(daemon, strategy, client if client is not None else _client(daemon))
+    daemon.execution = execution
+    daemon.ingest.handlers.append(execution.trader.on_bar)
+    daemon.tasks.append(execution.run)
+    daemon.drain_hooks.append(execution.drain)
+    daemon.status_providers["execution"] = execution.status
+    daemon.status_providers["canary"] = execution.trader.status
+    _wire_metrics(execution, daemon.metrics)
+    return execution

@@ -1,0 +1,130 @@
+"""Start-up reconciliation (before any order) and the periodic in-flight check.
+
+At start: a request that was in flight when the daemon stopped (SENT) becomes UNKNOWN; every
+UNKNOWN is looked up by tag (one Order/search over the outbox's window) and driven to a final
+state (more lookups after a settle delay, then a resend with the same tag); fills are read from
+Trade/search; then the venue's open orders and position are compared with what the outbox
+explains. An unexplained position or a foreign open order in our contract refuses trading
+(status and log say why) unless `[execution].adopt_venue_position = true`, in which case the
+difference is adopted as the outbox's base position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from daemon.execution import outbox as ob
+from daemon.execution.errors import GatewayError
+from daemon.execution.outbox import Outbox, State
+from daemon.execution.submitter import Submitter, field_of, order_id, order_tag
+
+
+@dataclass
+class ReconcileReport:
+    """What start-up reconciliation found; `ok` False means trading is refused."""
+
+    ok: bool = True
+    reason: str = ""
+    venue_position: int = 0
+    outbox_position: int = 0
+    adopted: int = 0
+    restarted: int = 0  # SENT at start (in flight when the daemon stopped)
+    resolved_by_lookup: int = 0
+    driven: int = 0  # in-flight records driven to a final state
+    foreign_open_orders: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def venue_net_position(positions: list[Any], contract: str) -> int:
+    """Signed net position (long > 0) in `contract` from Position/searchOpen rows."""
+    net = 0
+    for p in positions:
+        if str(field_of(p, "contractId", "contract_id")) != contract:
+            continue
+        size = int(field_of(p, "size") or 0)
+        kind = int(field_of(p, "type") or 0)
+        net += size if kind == 1 else -size if kind == 2 else 0
+    return net
+
+
+async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, tag_prefix: str,
+                    adopt: bool, log: Any) -> ReconcileReport:
+    """Bring the outbox and the venue into agreement before the first order (see module doc).
+    Raises GatewayError when the venue cannot be read (the caller retries)."""
+    report = ReconcileReport()
+    clock = submitter.clock
+    for rec in outbox.records({State.SENT}):
+        outbox.apply(rec.tag, ob.Restarted(clock.now()))
+        report.restarted += 1
+    unknown = outbox.records({State.UNKNOWN})
+    limit = submitter.settings().unknown_checks
+    if unknown:
+        found = await submitter.find_orders(unknown)
+        if found is None:
+            raise GatewayError("reconciliation: Order/search failed")
+        for rec in unknown:
+            if rec.resend_due:
+                continue
+            after = submitter.resolve(rec, found.get(rec.tag), limit)
+            report.resolved_by_lookup += int(after.state == State.RESOLVED)
+    report.driven = submitter.requeue_in_flight()
+    await submitter.drain()
+    if outbox.in_flight():
+        raise GatewayError("reconciliation: in-flight orders left (stopping?)")
+    await submitter.sync_fills()
+    account = submitter.account_id()
+    positions = await submitter.client.search_open_positions(account)
+    open_orders = await submitter.client.search_open_orders(account)
+    report.venue_position = venue_net_position(positions, contract)
+    report.outbox_position = outbox.filled_position(contract)
+    report.foreign_open_orders = [
+        order_id(o) for o in open_orders
+        if str(field_of(o, "contractId", "contract_id")) == contract
+        and (not (order_tag(o) or "").startswith(tag_prefix) or outbox.get(order_tag(o)) is None)]
+    problems = []
+    diff = report.venue_position - report.outbox_position
+    if diff:
+        problems.append(f"venue position {report.venue_position} in {contract} but the outbox "
+                        f"explains {report.outbox_position}")
+    if report.foreign_open_orders:
+        problems.append(f"open orders not placed by this installation: "
+                        f"{report.foreign_open_orders}")
+    if problems and adopt:
+        if diff:
+            outbox.set_base_position(contract, outbox.base_position(contract) + diff)
+            report.adopted = diff
+            report.outbox_position = outbox.filled_position(contract)
+        log.warning("reconcile_adopted_venue_state", problems=problems, adopted=diff)
+    elif problems:
+        report.ok = False
+        report.reason = "; ".join(problems) + (" (set [execution].adopt_venue_position = true "
+                                               "to adopt the venue's position)")
+        log.error("reconcile_mismatch_refusing_to_trade", reason=report.reason)
+    log.info("reconciled", **report.to_dict())
+    return report
+
+
+async def check_in_flight(*, submitter: Submitter, outbox: Outbox, contract: str,
+                          log: Any) -> dict[str, Any]:
+    """The periodic check while running: queue any in-flight record nobody drives, record
+    fills, and when nothing is in flight compare the venue's position with the outbox's."""
+    requeued = submitter.requeue_in_flight()
+    await submitter.sync_fills()
+    result: dict[str, Any] = {"requeued": requeued}
+    busy = outbox.in_flight() or any(r.accepted and r.filled < r.size
+                                     for r in outbox.records())
+    if not busy:
+        try:
+            positions = await submitter.client.search_open_positions(submitter.account_id())
+        except (GatewayError, OSError) as err:
+            log.warning("position_check_failed", error=str(err))
+            return result
+        venue = venue_net_position(positions, contract)
+        ours = outbox.filled_position(contract)
+        result.update(venue_position=venue, outbox_position=ours)
+        if venue != ours:
+            log.warning("position_mismatch", venue_position=venue, outbox_position=ours)
+    return result

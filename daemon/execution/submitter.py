@@ -1,0 +1,331 @@
+"""The submitter: drives outbox records to a final state, exactly once per intent.
+
+Order/place is never resent blindly. Per record (see daemon/execution/outbox.py):
+- PENDING: check the kill switch immediately before the request (on → BLOCKED), persist SENT,
+  then place: an order id → ACCEPTED; a rejection → REJECTED; a timeout, 5xx, dropped
+  connection, 429 or "custom tag already in use" → UNKNOWN.
+- UNKNOWN: after a settle delay, look the tag up (Order/search over the order's time window);
+  found → RESOLVED. A lookup that fails is not counted; after `unknown_checks` successful
+  lookups without the tag the order is resent with the same tag (the venue refuses a second
+  order with one tag, so this is safe), again right after a kill-switch check.
+
+Records are driven one at a time, in the order their intents were added, by one worker task;
+`wait_final` lets a replay with `pace = 0` hold the next bar until this bar's orders are final.
+Stopping (SIGTERM) never waits on the network: waiters are released and the in-flight record
+is left for start-up reconciliation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import anyio
+
+from daemon.clock import Clock
+from daemon.execution import outbox as ob
+from daemon.execution.errors import (
+    AuthError,
+    BadRequest,
+    GatewayError,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    RateLimited,
+    TagInUse,
+)
+from daemon.execution.outbox import Outbox, OutboxRecord, State
+from daemon.intent import OrderIntent
+from daemon.risk import RiskState
+
+MARKET, LIMIT = 2, 1
+REJECTED_STATUS = 5
+LOOKUP_MARGIN = timedelta(minutes=10)  # clock skew between us and the venue
+
+
+def field_of(obj: Any, *names: str) -> Any:
+    """A field of a Gateway record, whether the client hands out dicts or objects."""
+    for name in names:
+        if isinstance(obj, dict):
+            if name in obj:
+                return obj[name]
+        elif hasattr(obj, name):
+            return getattr(obj, name)
+    return None
+
+
+def order_tag(order: Any) -> str | None:
+    return field_of(order, "customTag", "custom_tag")
+
+
+def order_id(order: Any) -> int:
+    return int(field_of(order, "id", "order_id"))
+
+
+def order_status(order: Any) -> int:
+    return int(field_of(order, "status") or 0)
+
+
+@dataclass
+class SubmitSettings:
+    """The [execution] keys the submitter reads (re-read on every use: reloadable)."""
+
+    settle_s: float = 0.5
+    unknown_checks: int = 3
+    lookup_retry_s: float = 1.0
+
+
+class Submitter:
+    """Owns the outbox's in-flight records and the Order/place calls."""
+
+    def __init__(self, *, client: Any, outbox: Outbox, risk: RiskState, clock: Clock,
+                 log: Any, settings: Callable[[], SubmitSettings],
+                 account_id: Callable[[], int]) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.risk = risk
+        self.clock = clock
+        self.log = log
+        self.settings = settings
+        self.account_id = account_id
+        self.queue: deque[str] = deque()
+        self._queued: set[str] = set()
+        self._wake = anyio.Event()
+        self._lock = anyio.Lock()
+        self._final: dict[str, anyio.Event] = {}
+        self.stopping = False
+        self.errors = 0  # definitive submit errors (rejections)
+        self.timing_errors = 0  # lost answers (timeouts, 5xx, resets, 429, tag in use)
+        self.place_latency_us: deque[float] = deque(maxlen=10_000)
+        self.on_final: list[Callable[[OutboxRecord], None]] = []
+
+    # -- intake ---------------------------------------------------------------------------
+    def enqueue(self, intent: OrderIntent, tag: str, epoch: int) -> OutboxRecord:
+        """Write the intent to the outbox (PENDING, before any network call) and queue it.
+        The same intent again returns its existing record and queues it only if in flight."""
+        rec = self.outbox.add(intent, tag, epoch, self.clock.now())
+        if not rec.final:
+            self._queue(rec.tag)
+        return rec
+
+    def requeue_in_flight(self) -> int:
+        """Queue every in-flight record of the outbox (start-up, periodic check)."""
+        n = 0
+        for rec in self.outbox.in_flight():
+            if rec.state != State.SENT and rec.tag not in self._queued:
+                self._queue(rec.tag)
+                n += 1
+        return n
+
+    def _queue(self, tag: str) -> None:
+        if tag not in self._queued:
+            self._queued.add(tag)
+            self.queue.append(tag)
+            self._wake.set()
+
+    async def wait_final(self, tag: str) -> OutboxRecord | None:
+        """Wait until the record of `tag` is final; None if the submitter is stopping."""
+        while not self.stopping:
+            rec = self.outbox.get(tag)
+            if rec is None or rec.final:
+                return rec
+            event = self._final.setdefault(tag, anyio.Event())
+            await event.wait()
+        return None
+
+    def stop(self) -> None:
+        """Release every waiter; in-flight requests are left to start-up reconciliation."""
+        self.stopping = True
+        for event in self._final.values():
+            event.set()
+        self._wake.set()
+
+    # -- the worker -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Drive queued records one at a time, in order, until cancelled or stopped."""
+        while not self.stopping:
+            if not self.queue:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            await self._drive_head()
+
+    async def drain(self) -> None:
+        """Drive every queued record to a final state (safe beside the worker: records are
+        driven under one lock and re-read from the outbox each time)."""
+        while self.queue and not self.stopping:
+            await self._drive_head()
+
+    async def _drive_head(self) -> None:
+        tag = self.queue[0]
+        await self.drive(tag)
+        if self.queue and self.queue[0] == tag:
+            self.queue.popleft()
+            self._queued.discard(tag)
+
+    async def drive(self, tag: str) -> OutboxRecord | None:
+        """Take one record from wherever it stands to a final state (one record at a time)."""
+        async with self._lock:
+            return await self._drive(tag)
+
+    async def _drive(self, tag: str) -> OutboxRecord | None:
+        rec = self.outbox.get(tag)
+        while rec is not None and not rec.final and not self.stopping:
+            action = ob.next_action(rec)
+            if action in ("send", "resend"):
+                rec = await self._send(rec)
+            elif action == "lookup":
+                rec = await self._lookup(rec)
+            else:  # SENT with nobody sending: a crash left it; only reconciliation may touch it
+                rec = self.outbox.apply(tag, ob.Restarted(self.clock.now()))
+        if rec is not None and rec.final:
+            self._finished(rec)
+        return rec
+
+    def _finished(self, rec: OutboxRecord) -> None:
+        event = self._final.pop(rec.tag, None)
+        if event is not None:
+            event.set()
+        for hook in self.on_final:
+            hook(rec)
+
+    async def _send(self, rec: OutboxRecord) -> OutboxRecord:
+        now = self.clock.now()
+        if self.risk.kill_switch:  # checked immediately before every Order/place
+            self.log.warning("order_blocked", tag=rec.tag, intent_id=rec.intent_id,
+                             reason="kill_switch")
+            return self.outbox.apply(rec.tag, ob.Blocked("kill_switch", now))
+        rec = self.outbox.apply(rec.tag, ob.Sent(now))  # persisted before the request
+        t0 = time.perf_counter_ns()
+        try:
+            oid = await self.client.place_order(
+                account_id=self.account_id(), contract_id=rec.contract,
+                type=LIMIT if rec.limit_price is not None else MARKET, side=int(rec.side),
+                size=rec.size, limit_price=rec.limit_price, custom_tag=rec.tag)
+        except TagInUse as err:
+            return self._unknown(rec, f"tag in use: {err.message}")
+        except OrderRejected as err:
+            self.errors += 1
+            self.log.warning("order_rejected", tag=rec.tag, error_code=err.error_code,
+                             reason=err.message, order_id=err.order_id)
+            return self.outbox.apply(rec.tag, ob.Rejected(
+                f"{err.error_code}: {err.message}", self.clock.now(), err.order_id))
+        except BadRequest as err:  # refused as sent (HTTP 4xx): nothing was placed
+            self.errors += 1
+            self.log.warning("order_rejected", tag=rec.tag, reason=str(err))
+            return self.outbox.apply(rec.tag, ob.Rejected(str(err), self.clock.now()))
+        except (OrderOutcomeUnknown, RateLimited, AuthError, GatewayError) as err:
+            return self._unknown(rec, str(err))
+        except (OSError, anyio.BrokenResourceError) as err:
+            return self._unknown(rec, repr(err))
+        self.place_latency_us.append((time.perf_counter_ns() - t0) / 1000)
+        self.log.info("order_accepted", tag=rec.tag, order_id=oid, side=int(rec.side),
+                      size=rec.size, attempt=rec.attempts)
+        return self.outbox.apply(rec.tag, ob.Accepted(int(oid), self.clock.now()))
+
+    def _unknown(self, rec: OutboxRecord, reason: str) -> OutboxRecord:
+        self.timing_errors += 1
+        self.log.warning("order_outcome_unknown", tag=rec.tag, reason=reason,
+                         attempt=rec.attempts)
+        return self.outbox.apply(rec.tag, ob.Unknown(reason, self.clock.now()))
+
+    async def _lookup(self, rec: OutboxRecord) -> OutboxRecord:
+        s = self.settings()
+        await self.clock.sleep(s.settle_s)
+        found = await self.find_orders([rec])
+        if found is None:
+            await self.clock.sleep(s.lookup_retry_s)
+            return self.outbox.get(rec.tag) or rec
+        return self.resolve(rec, found.get(rec.tag), s.unknown_checks)
+
+    def resolve(self, rec: OutboxRecord, order: Any, limit: int) -> OutboxRecord:
+        """Apply one successful lookup's answer for `rec` (order None = tag not found)."""
+        now = self.clock.now()
+        if order is None:
+            rec = self.outbox.apply(rec.tag, ob.Absent(limit, now))
+            self.log.info("order_lookup_absent", tag=rec.tag, checks=rec.checks,
+                          resend_due=rec.resend_due)
+            return rec
+        rejected = order_status(order) == REJECTED_STATUS
+        self.log.info("order_resolved", tag=rec.tag, order_id=order_id(order),
+                      outcome="rejected" if rejected else "accepted")
+        if rejected:
+            self.errors += 1
+        return self.outbox.apply(rec.tag, ob.Found(order_id(order), rejected, now))
+
+    async def find_orders(self, recs: list[OutboxRecord]) -> dict[str, Any] | None:
+        """Orders at the venue by customTag over the records' time window; None when the
+        lookup itself failed (which says nothing about the orders)."""
+        times = [r.created_at for r in recs] + [r.sent_at for r in recs if r.sent_at]
+        start = min(times) - LOOKUP_MARGIN
+        end = self.clock.now() + LOOKUP_MARGIN
+        try:
+            orders = await self.client.search_orders(self.account_id(), start, end)
+        except (GatewayError, OSError) as err:
+            self.log.warning("order_lookup_failed", error=str(err))
+            return None
+        return {t: o for o in orders if (t := order_tag(o))}
+
+    # -- fills and kill-switch cancels --------------------------------------------------------
+    async def sync_fills(self, since: datetime | None = None) -> int:
+        """Record fills (Trade/search) on accepted records that are not fully filled; returns
+        how many records changed. Failures are logged and retried next time."""
+        open_recs = [r for r in self.outbox.records() if r.accepted and r.filled < r.size
+                     and r.order_id is not None]
+        if not open_recs:
+            return 0
+        start = since or (min(r.created_at for r in open_recs) - LOOKUP_MARGIN)
+        try:
+            trades = await self.client.search_trades(self.account_id(), start,
+                                                     self.clock.now() + LOOKUP_MARGIN)
+        except (GatewayError, OSError) as err:
+            self.log.warning("fill_sync_failed", error=str(err))
+            return 0
+        by_order: dict[int, list[Any]] = {}
+        for t in trades:
+            if field_of(t, "voided"):
+                continue
+            by_order.setdefault(int(field_of(t, "orderId", "order_id")), []).append(t)
+        changed = 0
+        for rec in open_recs:
+            fills = by_order.get(int(rec.order_id or 0), [])
+            size = sum(int(field_of(t, "size")) for t in fills)
+            if not fills or size == rec.filled:
+                continue
+            notional = sum(Decimal(str(field_of(t, "price"))) * int(field_of(t, "size"))
+                           for t in fills)
+            self.outbox.apply(rec.tag, ob.Filled(min(size, rec.size), notional / size,
+                                                 self.clock.now()))
+            changed += 1
+        return changed
+
+    async def cancel_open_orders(self, prefix: str) -> int:
+        """Cancel this installation's open orders (tags starting with `prefix`)."""
+        try:
+            orders = await self.client.search_open_orders(self.account_id())
+        except (GatewayError, OSError) as err:
+            self.log.warning("cancel_on_kill_failed", error=str(err))
+            return 0
+        n = 0
+        for o in orders:
+            tag = order_tag(o) or ""
+            if not tag.startswith(prefix):
+                continue
+            try:
+                await self.client.cancel_order(self.account_id(), order_id(o))
+                n += 1
+                self.log.warning("order_cancelled_on_kill", tag=tag, order_id=order_id(o))
+            except (GatewayError, OSError) as err:
+                self.log.warning("cancel_on_kill_failed", tag=tag, error=str(err))
+        return n
+
+    def place_latency_p99_ms(self) -> float | None:
+        """p99 of Order/place round trips (ms), or None before the first accepted order."""
+        if not self.place_latency_us:
+            return None
+        ordered = sorted(self.place_latency_us)
+        return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] / 1000

@@ -1,0 +1,64 @@
+"""Shared pieces of the execution tests: configs that point the daemon at a paper venue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from daemon.config import parse_config
+
+API_KEY = "paper-key-5f3a9c"
+CONTRACT = "CON.F.US.EP.Z26"
+
+# Every fault kind the venue has, on Order/place and on the reads the submitter makes.
+ALL_FAULTS = ("place:timeout_after_accept=0.05,place:reset_after_accept=0.04,"
+              "place:5xx_after_accept=0.04,place:dup_tag=0.05,place:reset=0.04,"
+              "place:5xx=0.04,place:timeout=0.03,place:429=0.03,orders:5xx=0.05,"
+              "orders:reset=0.03,trades:503=0.05,latency_ms=1,stall_s=0.6")
+
+
+def execution_doc(tmp: Path, base_url: str, *, start: str, end: str, fast: int = 1,
+                  slow: int = 2, extra: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
+    """A runtime.toml document: an MA-crossover replay trading on the venue at `base_url`,
+    canary pinned to 100 %, fast settle/lookups, the Gateway's order ceiling of 5/s."""
+    doc: dict[str, dict[str, Any]] = {
+        "daemon": {"state_dir": str(tmp / "state"), "control_socket": str(tmp / "ctl.sock"),
+                   "status_interval_s": 60.0},
+        "metrics": {"listen": ""},
+        "data": {"source": "sample:sp500", "start": start, "end": end, "pace": 0.0,
+                 "at_end": "exit", "contract": CONTRACT},
+        "projectx": {"base_url": base_url, "username": "paper", "request_timeout_s": 0.3,
+                     "connect_timeout_s": 1.0, "rate_limit_qps": 5.0,
+                     "general_limit": "100000/60", "read_retries": 8, "max_backoff_s": 0.1},
+        "execution": {"enabled": True, "strategy": "ma_crossover", "ma_fast": fast,
+                      "ma_slow": slow, "settle_s": 0.02, "unknown_checks": 2,
+                      "lookup_retry_s": 0.05, "check_interval_s": 2.0,
+                      "startup_retry_s": 0.2},
+        "canary": {"steps": [100]},
+    }
+    for section, values in (extra or {}).items():
+        doc.setdefault(section, {}).update(values)
+    return doc
+
+
+def toml_text(doc: dict[str, dict[str, Any]]) -> str:
+    """A TOML rendering of a two-level document (strings, numbers, booleans, lists)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    lines = []
+    for section, values in doc.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def config(tmp: Path, doc: dict[str, dict[str, Any]]) -> Any:
+    return parse_config(doc, str(tmp / "runtime.toml"))

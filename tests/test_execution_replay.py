@@ -1,0 +1,145 @@
+"""The Trader, submitter and reconciliation in a daemon against the paper venue (real loopback
+HTTP, real SQLite): same orders with and without faults, kill switch, refusal on mismatch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.app import Daemon
+from daemon.errors import AnchordError
+from daemon.execution.attach import attach_execution
+from daemon.execution.outbox import Outbox, State
+from daemon.store import Store
+from daemon.venue import attach_to_daemon, run_venue
+from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, config, execution_doc
+from tests.venue_support import sp500
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch):
+    monkeypatch.setenv("PROJECTX_API_KEY", API_KEY)
+
+
+async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
+                  extra: dict | None = None, before: Any = None) -> dict[str, Any]:
+    async with run_venue(sp500(), contract=CONTRACT, faults=faults,
+                         other_limit="unlimited") as venue:
+        if before is not None:
+            await before(venue)
+        cfg = config(tmp, execution_doc(tmp, venue.base_url, start="1999-01-01", end=end,
+                                        extra=extra))
+        daemon = Daemon(cfg)
+        attach_to_daemon(venue, daemon)
+        execution = attach_execution(daemon)
+        snaps: list[dict[str, Any]] = []
+
+        async def snapshot(bar):  # what `anchord ctl status` shows after each bar
+            snaps[:] = [daemon.status()]
+
+        daemon.ingest.handlers.append(snapshot)
+        assert await daemon.run() == 0
+        store = Store(tmp / "state" / "store.sqlite")
+        try:
+            recs = Outbox(store).records()
+            bars = store.journal_rows("bar")
+            return {"venue": venue, "orders": venue.orders(), "records": recs,
+                    "net": venue.net_position(), "tags": venue.tag_counts(), "bars": bars,
+                    "faults": venue.fault_counts(), "status": {
+                        "phase": execution.phase, "refused_reason": execution.refused_reason,
+                        "reconcile": execution.report.to_dict()},
+                    "filled": Outbox(store).filled_position(CONTRACT),
+                    "ctl_status": snaps[-1] if snaps else {},
+                    "metric": daemon.metrics.value}
+        finally:
+            store.close()
+
+
+def _shape(orders: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    # The instance id differs between two state dirs; the intent id (tag suffix) does not.
+    return [(o["customTag"].rsplit("-", 1)[1], o["side"], o["size"], o["type"], o["status"])
+            for o in orders]
+
+
+async def test_same_orders_in_the_same_order_with_and_without_faults(tmp_path):
+    clean = await _replay(tmp_path / "clean", "")
+    faulty = await _replay(tmp_path / "faulty", ALL_FAULTS + ",seed=3")
+    assert len(clean["orders"]) >= 20
+    assert _shape(faulty["orders"]) == _shape(clean["orders"])
+    assert faulty["net"] == clean["net"] == faulty["filled"] == clean["filled"]
+    assert set(faulty["tags"].values()) == {1}
+    assert all(r.state in (State.ACCEPTED, State.RESOLVED) for r in faulty["records"])
+    assert any(r.state == State.RESOLVED for r in faulty["records"])
+    assert any(r.attempts > 1 for r in faulty["records"])  # absent after the checks: resent
+    kinds = {k.split(":")[1] for k in faulty["faults"]}
+    assert {"timeout_after_accept", "dup_tag", "reset", "5xx"} <= kinds, faulty["faults"]
+    # the journal the run report reads: one bar record per bar, the position after the bar
+    assert [b["position"] for b in faulty["bars"]] == [b["position"] for b in clean["bars"]]
+    assert faulty["bars"][-1]["position"] == faulty["net"]
+    shown = faulty["ctl_status"]
+    assert shown["execution"]["phase"] == "trading"
+    assert shown["execution"]["position"] == faulty["net"]
+    assert shown["canary"]["step_pct"] == 100 and "venue" in shown
+    metric = faulty["metric"]
+    resolved = sum(1 for r in faulty["records"] if r.state == State.RESOLVED)
+    assert metric("anchord_orders_final_total", {"state": "RESOLVED_accepted"}) == resolved
+    assert metric("anchord_canary_step_pct") == 100 and metric("anchord_execution_trading") == 1
+
+
+async def test_the_kill_switch_blocks_queued_intents_before_any_place(tmp_path):
+    doc_extra = {"risk": {"kill_switch": True}}
+    run = await _replay(tmp_path, "", end="1999-01-31", extra=doc_extra)
+    assert run["orders"] == [] and run["net"] == 0
+    # the gate denies first; nothing reaches the outbox while the switch is on
+    assert all(r.state == State.BLOCKED for r in run["records"])
+
+
+async def test_an_unexplained_venue_position_refuses_trading_unless_adopted(tmp_path):
+    async def foreign_trade(venue):
+        venue.advance(3)
+        venue.book.place(account_id=1001, contract_id=CONTRACT, type_=2, side=0, size=3,
+                         limit=None, stop=None, tag="someone-else", bar=venue.current_bar)
+
+    refused = await _replay(tmp_path / "a", "", end="1999-01-31", before=foreign_trade)
+    assert refused["status"]["phase"] == "refused"
+    assert "venue position 3" in refused["status"]["refused_reason"]
+    assert [o["customTag"] for o in refused["orders"]] == ["someone-else"]
+    adopted = await _replay(tmp_path / "b", "", end="1999-01-31", before=foreign_trade,
+                            extra={"execution": {"adopt_venue_position": True}})
+    assert adopted["status"]["phase"] == "trading"
+    assert adopted["status"]["reconcile"]["adopted"] == 3
+    assert len(adopted["orders"]) > 1 and adopted["net"] == adopted["filled"]
+
+
+def test_pipeline_strategy_without_a_pipeline_is_a_clear_error(tmp_path):
+    cfg = config(tmp_path, execution_doc(tmp_path, "http://127.0.0.1:9", start="1999-01-01",
+                                         end="1999-01-31",
+                                         extra={"execution": {"strategy": "pipeline"}}))
+    daemon = Daemon(cfg)
+    try:
+        with pytest.raises(AnchordError, match="no pipeline is attached"):
+            attach_execution(daemon)
+    finally:
+        daemon.store.close()
+
+
+async def test_canary_sends_only_its_fraction_live_and_the_shadow_book_follows_all(tmp_path):
+    from daemon.execution.canary import is_live
+
+    run = await _replay(tmp_path, "", end="1999-02-28", extra={"canary": {"steps": [50]}})
+    sent = [o["customTag"].rsplit("-", 1)[1] for o in run["orders"]]
+    assert sent and all(is_live(i, 50) for i in sent)
+    shadow = [b["shadow_position"] for b in run["bars"]]
+    live = [b["position"] for b in run["bars"]]
+    assert shadow != live  # the shadow book traded intents the canary kept back
+    assert run["net"] == live[-1]
+
+
+async def test_a_paced_replay_submits_in_the_background_and_drains_at_exit(tmp_path):
+    run = await _replay(tmp_path, "place:timeout_after_accept=0.2,place:reset=0.1,seed=5",
+                        end="1999-02-15", extra={"data": {"pace": 40.0}})
+    assert len(run["orders"]) >= 10 and set(run["tags"].values()) == {1}
+    assert all(r.final and r.accepted for r in run["records"])
+    assert run["net"] == run["filled"] == run["bars"][-1]["position"]

@@ -1,0 +1,106 @@
+"""SIGTERM never waits for the network, and start-up reconciliation finishes what it left;
+the kill switch blocks queued intents and cancels this installation's open orders."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+from daemon.clock import WallClock
+from daemon.execution.client import ProjectXClient
+from daemon.execution.outbox import Outbox, State, make_tag
+from daemon.execution.submitter import SubmitSettings, Submitter
+from daemon.intent import OrderIntent, Side, make_intent_id
+from daemon.logs import get_logger
+from daemon.risk import RiskState
+from daemon.store import Store
+from daemon.venue import run_venue, venue_in_thread
+from tests.execution_support import API_KEY, CONTRACT, config, execution_doc, toml_text
+from tests.helpers import DaemonProcess, cli_env, write_config
+from tests.venue_support import sp500
+
+
+def test_sigterm_does_not_wait_for_a_hanging_order_and_restart_resolves_it(tmp_path):
+    with venue_in_thread(sp500(), contract=CONTRACT, faults="place:timeout=1,stall_s=60",
+                         other_limit="unlimited") as venue:
+        venue.set_time(sp500()[0].ts)
+        doc = execution_doc(tmp_path, venue.base_url, start="1999-01-01", end="1999-01-29",
+                            extra={"projectx": {"request_timeout_s": 30.0}})
+        cfg = write_config(tmp_path, toml_text(doc))
+        env = cli_env(PROJECTX_API_KEY=API_KEY)
+        first = DaemonProcess(cfg, env=env)
+        try:
+            first.wait_for("execution_ready", timeout=60)
+            deadline = time.monotonic() + 30
+            while venue.request_counts().get("place", 0) < 1:  # Order/place is hanging now
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            t0 = time.monotonic()
+            first.signal(signal.SIGTERM)
+            assert first.proc.wait(15) == 0
+            assert time.monotonic() - t0 < 10  # far less than the 30 s request timeout
+        finally:
+            first.kill()
+        store = Store(tmp_path / "state" / "store.sqlite")
+        [rec] = Outbox(store).records()
+        store.close()
+        assert rec.state == State.SENT  # left for start-up reconciliation
+        venue.set_faults("")
+        second = DaemonProcess(cfg, env=env)
+        try:
+            report = second.wait_for("reconciled", timeout=60)
+            assert second.proc.wait(60) == 0
+        finally:
+            second.kill()
+        assert report["restarted"] == 1 and report["ok"]
+        assert venue.tag_counts()[rec.tag] == 1  # resent once with the same tag: one order
+        store = Store(tmp_path / "state" / "store.sqlite")
+        outbox = Outbox(store)
+        after = outbox.get(rec.tag)
+        events = [(r["from_state"], r["to_state"]) for r in outbox.log(rec.tag)]
+        assert after.state == State.ACCEPTED and after.attempts == 2
+        assert ("SENT", "UNKNOWN") in events and ("UNKNOWN", "SENT") in events
+        assert outbox.filled_position(CONTRACT) == venue.net_position()
+        store.close()
+
+
+def _intent(bar, side: Side, size: int, limit: Decimal | None) -> OrderIntent:
+    target = size if side == Side.BUY else -size
+    return OrderIntent(make_intent_id(CONTRACT, bar.ts, side, size, target), CONTRACT, bar.ts,
+                       side, size, target, bar.close, limit)
+
+
+async def test_kill_switch_blocks_before_place_and_cancels_our_open_orders(tmp_path):
+    async with run_venue(sp500(), contract=CONTRACT, other_limit="unlimited") as venue:
+        venue.advance(5)
+        bar = venue.current_bar
+        cfg = config(tmp_path, execution_doc(tmp_path, venue.base_url, start="", end=""))
+        client = ProjectXClient(cfg.projectx, API_KEY)
+        await client.login()
+        account = (await client.resolve_account()).id
+        store = Store(tmp_path / "s.sqlite")
+        risk = RiskState()
+        sub = Submitter(client=client, outbox=Outbox(store), risk=risk, clock=WallClock(),
+                        log=get_logger("test"), account_id=lambda: account,
+                        settings=lambda: SubmitSettings(0.01, 2, 0.01))
+        resting = _intent(bar, Side.BUY, 1, Decimal("100.00"))  # far below the market
+        rec = sub.enqueue(resting, make_tag("inst", 1, resting.intent_id), 1)
+        assert (await sub.drive(rec.tag)).state == State.ACCEPTED
+        foreign = await client.place_order(account_id=account, contract_id=CONTRACT, type=1,
+                                           side=0, size=1, limit_price=Decimal("100.00"),
+                                           custom_tag="manual-1")
+        risk.kill_switch = True
+        later = _intent(dataclasses.replace(bar, ts=bar.ts + timedelta(days=1)), Side.SELL, 2,
+                        None)
+        blocked = sub.enqueue(later, make_tag("inst", 1, later.intent_id), 1)
+        assert (await sub.drive(blocked.tag)).state == State.BLOCKED
+        assert blocked.tag not in venue.tag_counts()  # never sent
+        assert await sub.cancel_open_orders("ax-inst-") == 1
+        status = {o["customTag"]: o["status"] for o in venue.orders()}
+        assert status == {rec.tag: 3, "manual-1": 1}  # ours cancelled, the manual one kept
+        assert foreign
+        await client.aclose()
+        store.close()

@@ -1,0 +1,251 @@
+"""The outbox state machine under random outcomes and crashes (hypothesis).
+
+The real Submitter and reconciliation drive the real outbox in a real SQLite file against an
+in-memory venue whose answers are scripted by hypothesis: accepted, rejected, lost before or
+after the order landed (timeout, 5xx, reset, 429, "tag in use"), failed lookups, and crashes
+(the process dies before or after the venue placed the order; the SQLite file is reopened).
+The venue here does NOT enforce customTag uniqueness, so the checks hold for our logic alone:
+never two orders for one intent, never a lost intent, only legal transitions, and the venue's
+position equal to the outbox's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daemon.clock import ManualClock
+from daemon.execution import outbox as ob
+from daemon.execution.errors import (
+    GatewayError,
+    GatewayUnavailable,
+    OrderOutcomeUnknown,
+    OrderRejected,
+    RateLimited,
+    TagInUse,
+)
+from daemon.execution.outbox import FINAL, IllegalTransition, Outbox, State, make_tag, transition
+from daemon.execution.reconcile import reconcile
+from daemon.execution.submitter import SubmitSettings, Submitter
+from daemon.intent import Side, intent_for_target
+from daemon.logs import get_logger
+from daemon.risk import RiskState
+from daemon.store import Store
+
+CONTRACT = "CON.F.US.EP.Z26"
+T0 = datetime(2024, 1, 2, tzinfo=UTC)
+LEGAL = {
+    ("", "PENDING"), ("PENDING", "SENT"), ("PENDING", "BLOCKED"), ("SENT", "ACCEPTED"),
+    ("SENT", "REJECTED"), ("SENT", "UNKNOWN"), ("UNKNOWN", "UNKNOWN"), ("UNKNOWN", "RESOLVED"),
+    ("UNKNOWN", "SENT"), ("UNKNOWN", "BLOCKED"), ("ACCEPTED", "ACCEPTED"),
+    ("RESOLVED", "RESOLVED"),
+}
+PLACE = ["ok", "ok", "ok", "reject", "timeout", "5xx", "reset", "429", "timeout_after",
+         "5xx_after", "dup_after", "crash_before", "crash_after"]
+LOOKUP = ["ok", "ok", "ok", "fail"]
+
+
+class Crash(BaseException):
+    """The daemon process dies here (nothing after this line of the submitter runs)."""
+
+
+class ScriptedVenue:
+    """Orders, fills and positions in memory; answers scripted per call."""
+
+    def __init__(self, place: list[str], lookup: list[str]) -> None:
+        self.place = iter(place)
+        self.lookup = iter(lookup)
+        self.orders: list[dict[str, Any]] = []
+
+    def _land(self, tag: str, side: int, size: int, status: int) -> dict[str, Any]:
+        order = {"id": len(self.orders) + 1, "customTag": tag, "side": side, "size": size,
+                 "status": status, "contractId": CONTRACT}
+        self.orders.append(order)
+        return order
+
+    async def place_order(self, *, account_id, contract_id, type, side, size, limit_price,
+                          custom_tag) -> int:
+        what = next(self.place, "ok")
+        if what == "crash_before":
+            raise Crash
+        if what in ("timeout", "5xx", "reset"):
+            raise OrderOutcomeUnknown(custom_tag, what)
+        if what == "429":
+            raise RateLimited("Order/place", 1.0)
+        if what == "reject":
+            order = self._land(custom_tag, side, size, 5)
+            raise OrderRejected("Order/place", 2, "Invalid", order["id"], custom_tag)
+        order = self._land(custom_tag, side, size, 2)
+        if what in ("timeout_after", "5xx_after"):
+            raise OrderOutcomeUnknown(custom_tag, what)
+        if what == "dup_after":
+            raise TagInUse("Order/place", 2, "Specified custom tag is already in use", None,
+                           custom_tag)
+        if what == "crash_after":
+            raise Crash
+        return order["id"]
+
+    async def search_orders(self, account_id, start, end=None) -> list[dict[str, Any]]:
+        if next(self.lookup, "ok") == "fail":
+            raise GatewayUnavailable("Order/search", "HTTP 503", 503)
+        return [dict(o) for o in self.orders]
+
+    async def search_trades(self, account_id, start, end=None) -> list[dict[str, Any]]:
+        return [{"orderId": o["id"], "size": o["size"], "price": "100.25", "voided": False}
+                for o in self.orders if o["status"] == 2]
+
+    async def search_open_positions(self, account_id) -> list[dict[str, Any]]:
+        net = self.net()
+        return [] if net == 0 else [{"contractId": CONTRACT, "type": 1 if net > 0 else 2,
+                                     "size": abs(net)}]
+
+    async def search_open_orders(self, account_id) -> list[dict[str, Any]]:
+        return []
+
+    def net(self) -> int:
+        return sum(o["size"] if o["side"] == 0 else -o["size"] for o in self.orders
+                   if o["status"] == 2)
+
+
+def _submitter(store: Store, venue: ScriptedVenue, risk: RiskState) -> Submitter:
+    return Submitter(client=venue, outbox=Outbox(store), risk=risk, clock=ManualClock(T0),
+                     log=get_logger("test"), account_id=lambda: 1,
+                     settings=lambda: SubmitSettings(settle_s=0.1, unknown_checks=2,
+                                                     lookup_retry_s=0.1))
+
+
+async def _restart(path: Path, venue: ScriptedVenue, risk: RiskState
+                   ) -> tuple[Store, Submitter]:
+    """A new process: open the file and reconcile; it may crash again while doing so."""
+    risk.kill_switch = False
+    while True:
+        store = Store(path)
+        sub = _submitter(store, venue, risk)
+        try:  # as Execution._start: a failed lookup is retried, never guessed
+            report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
+                                     tag_prefix="ax-inst-", adopt=False, log=get_logger("t"))
+        except GatewayError:
+            store.conn.close()
+            continue
+        except Crash:
+            store.conn.close()
+            continue
+        assert report.ok, report.reason
+        return store, sub
+
+
+async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
+               kills: list[bool]) -> tuple[Store, list[str]]:
+    store = Store(path)
+    risk = RiskState()
+    sub = _submitter(store, venue, risk)
+    tags: list[str] = []
+    for i, target in enumerate(targets):
+        risk.kill_switch = kills[i % len(kills)]
+        position = sub.outbox.expected_position(CONTRACT)
+        intent = intent_for_target(CONTRACT, T0 + timedelta(days=i), position, target, 100.0)
+        if intent is None:
+            continue
+        rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+        tags.append(rec.tag)
+        try:
+            await sub.drive(rec.tag)
+        except Crash:  # the process dies; a new one opens the same file and reconciles
+            store.conn.close()
+            store, sub = await _restart(path, venue, risk)
+    store.conn.close()  # a last restart: reconciliation also records every fill
+    store, sub = await _restart(path, venue, risk)
+    return store, tags
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(targets=st.lists(st.sampled_from([-2, -1, 0, 1, 2]), min_size=1, max_size=8),
+       place=st.lists(st.sampled_from(PLACE), max_size=30),
+       lookup=st.lists(st.sampled_from(LOOKUP), max_size=20),
+       kills=st.lists(st.booleans(), min_size=1, max_size=3).map(
+           lambda k: k if any(not x for x in k) else [False]))
+def test_random_outcomes_and_crashes_never_duplicate_or_lose(tmp_path_factory, targets, place,
+                                                              lookup, kills):
+    path = tmp_path_factory.mktemp("ob") / "store.sqlite"
+    venue = ScriptedVenue(place, lookup)
+    store, tags = anyio.run(_run, path, targets, venue, kills)
+    try:
+        outbox = Outbox(store)
+        recs = {r.tag: r for r in outbox.records()}
+        # never a lost intent: every intent handed in is in the outbox, and final
+        assert set(tags) <= set(recs)
+        assert all(r.state in FINAL for r in recs.values()), outbox.counts()
+        # never two placements of one intent (the venue here would have accepted a duplicate)
+        by_tag: dict[str, list[dict[str, Any]]] = {}
+        for o in venue.orders:
+            by_tag.setdefault(o["customTag"], []).append(o)
+        assert all(len(v) == 1 for v in by_tag.values()), by_tag
+        for tag, rec in recs.items():
+            landed = by_tag.get(tag, [])
+            if rec.accepted:
+                assert len(landed) == 1 and landed[0]["status"] == 2
+                assert rec.order_id == landed[0]["id"]
+            elif rec.state == State.BLOCKED:
+                assert landed == []
+            else:  # REJECTED or RESOLVED-rejected: nothing filled
+                assert all(o["status"] == 5 for o in landed)
+        # only legal transitions, as recorded in the store
+        for row in outbox.log():
+            assert (row["from_state"], row["to_state"]) in LEGAL, row
+        # the outbox explains the venue's position
+        assert venue.net() == outbox.filled_position(CONTRACT) == \
+            outbox.expected_position(CONTRACT)
+    finally:
+        store.close()
+
+
+EVENTS = [ob.Sent(T0), ob.Accepted(7, T0), ob.Rejected("x", T0), ob.Unknown("x", T0),
+          ob.Restarted(T0), ob.Found(7, False, T0), ob.Found(7, True, T0), ob.Absent(2, T0),
+          ob.Blocked("kill_switch", T0), ob.Filled(1, None, T0)]
+
+
+@given(st.lists(st.sampled_from(EVENTS), max_size=25))
+def test_transition_allows_only_the_drawn_edges(events):
+    intent = intent_for_target(CONTRACT, T0, 0, 1, 100.0)
+    rec = ob.new_record(intent, "t", 1, 1, T0)
+    sends = 0
+    for event in events:
+        try:
+            new = transition(rec, event)
+        except IllegalTransition:
+            continue
+        assert (rec.state.value, new.state.value) in LEGAL | {(s.value, s.value) for s in State}
+        if isinstance(event, ob.Sent):
+            sends += 1
+            # a resend only after the lookups said the order is absent
+            assert rec.state == State.PENDING or rec.resend_due
+        if rec.state in FINAL:
+            assert new.state == rec.state
+        rec = new
+    assert rec.attempts == sends
+
+
+def test_tags_are_stable_per_intent_and_differ_per_instance_and_epoch():
+    assert make_tag("a1", 1, "ff00") == make_tag("a1", 1, "ff00")
+    assert len({make_tag("a1", 1, "ff00"), make_tag("b2", 1, "ff00"),
+                make_tag("a1", 2, "ff00")}) == 3
+
+
+def test_adding_the_same_intent_twice_keeps_one_record(tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    outbox = Outbox(store)
+    intent = intent_for_target(CONTRACT, T0, 0, -1, 100.0)
+    a = outbox.add(intent, "tag-1", 1, T0)
+    b = outbox.add(intent, "tag-1", 1, T0 + timedelta(seconds=5))
+    assert a == b and len(outbox.records()) == 1
+    assert a.side == Side.SELL and outbox.expected_position(CONTRACT) == -1
+    with pytest.raises(IllegalTransition):
+        outbox.apply("tag-1", ob.Accepted(1, T0))  # PENDING cannot be accepted: never sent
+    store.close()
