@@ -143,3 +143,13 @@ async def test_a_paced_replay_submits_in_the_background_and_drains_at_exit(tmp_p
     assert len(run["orders"]) >= 10 and set(run["tags"].values()) == {1}
     assert all(r.final and r.accepted for r in run["records"])
     assert run["net"] == run["filled"] == run["bars"][-1]["position"]
+
+
+async def test_an_outbox_of_another_account_is_never_touched(tmp_path):
+    (tmp_path / "state").mkdir()
+    store = Store(tmp_path / "state" / "store.sqlite")
+    store.set_meta("execution_account", "999")
+    store.close()
+    run = await _replay(tmp_path, "", end="1999-01-31")
+    assert run["status"]["phase"] == "refused" and run["orders"] == []
+    assert "belongs to account 999" in run["status"]["refused_reason"]
