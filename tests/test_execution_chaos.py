@@ -16,7 +16,7 @@ from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, execution_doc
 from tests.helpers import DaemonProcess, cli_env, write_config
 from tests.venue_support import sp500
 
-START, END = "1999-01-01", "2000-09-15"
+START, END = "1999-01-01", "2000-08-18"  # 210 intents with SMA 1/2
 KILL_AFTER_ORDERS = 70
 
 

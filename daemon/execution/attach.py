@@ -29,6 +29,7 @@ from daemon.logs import get_logger
 
 KILL_POLL_S = 0.25
 ACCOUNT_KEY = "execution_account"
+DRAIN_FILL_ATTEMPTS = 5
 CLOSE_GRACE_S = 1.0
 
 
@@ -246,8 +247,14 @@ class Execution:
             self.submitter.requeue_in_flight()
             await self.submitter.drain()
             await anyio.sleep(0.05)
-        if not self.stopping:
+        for _ in range(DRAIN_FILL_ATTEMPTS):  # a failed Trade/search must not leave fills out
+            if self.stopping:
+                break
             await self.check()
+            if not any(r.accepted and r.limit_price is None and r.filled < r.size
+                       for r in self.outbox.records()):
+                break
+            await anyio.sleep(0.2)
         self.log.info("execution_drained", outbox=self.outbox.counts(),
                       position=self.outbox.expected_position(self.contract),
                       filled_position=self.outbox.filled_position(self.contract),
