@@ -6,6 +6,7 @@ and the daemon's position equal to the venue's."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -17,7 +18,9 @@ from tests.helpers import DaemonProcess, cli_env, write_config
 from tests.venue_support import sp500
 
 START, END = "1999-01-01", "2000-08-18"  # 210 intents with SMA 1/2
-KILL_AFTER_ORDERS = 70
+# Other seeds and kill points: CHAOS_SEED=12 CHAOS_KILL_AFTER=150 pytest tests/test_execution_...
+SEED = int(os.environ.get("CHAOS_SEED", "11"))
+KILL_AFTER_ORDERS = int(os.environ.get("CHAOS_KILL_AFTER", "70"))
 
 
 def _wait_orders(venue, n: int, proc: DaemonProcess, timeout: float) -> None:
@@ -29,7 +32,7 @@ def _wait_orders(venue, n: int, proc: DaemonProcess, timeout: float) -> None:
 
 
 def test_sigkill_mid_submission_with_every_fault_ends_exact(tmp_path):
-    faults = ALL_FAULTS + ",any:429=0.01,seed=11"
+    faults = ALL_FAULTS + f",any:429=0.01,seed={SEED}"
     with venue_in_thread(sp500(), contract=CONTRACT, faults=faults,
                          other_limit="unlimited") as venue:
         venue.set_time(sp500()[0].ts)  # the standalone venue's clock stands on one bar
