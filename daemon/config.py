@@ -117,9 +117,11 @@ def _base_url_check(value: str) -> str | None:
 
 
 def _order_qps_check(value: float) -> str | None:
-    if 0 < value <= 5.0:
+    from daemon.execution.ratelimit import MAX_ORDER_QPS
+
+    if 0 < value <= MAX_ORDER_QPS:
         return None
-    return f"must be > 0 and <= 5 (the runbook's ceiling), got {value!r}"
+    return f"must be > 0 and <= {MAX_ORDER_QPS:g} (the runbook's ceiling), got {value!r}"
 
 
 def _window_check(value: str) -> str | None:
