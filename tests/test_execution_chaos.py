@@ -6,18 +6,38 @@ and the daemon's position equal to the venue's."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
+from daemon.bars.replay import load_bars
+from daemon.execution.ma_rule import MovingAverageCrossover
 from daemon.execution.outbox import Outbox, State
+from daemon.intent import intent_for_target
+from daemon.risk import RiskState
 from daemon.store import Store
 from daemon.venue import venue_in_thread
 from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, execution_doc, toml_text
 from tests.helpers import DaemonProcess, cli_env, write_config
 from tests.venue_support import sp500
 
-START, END = "1999-01-01", "2000-09-15"
-KILL_AFTER_ORDERS = 70
+START, END = "1999-01-01", "2000-08-18"  # 210 intents with SMA 1/2
+# Other seeds and kill points: CHAOS_SEED=12 CHAOS_KILL_AFTER=150 pytest tests/test_execution_...
+SEED = int(os.environ.get("CHAOS_SEED", "11"))
+KILL_AFTER_ORDERS = int(os.environ.get("CHAOS_KILL_AFTER", "70"))
+
+
+def _uninterrupted_intents() -> list[str]:
+    rule = MovingAverageCrossover(1, 2, 1, RiskState())
+    position, ids = 0, []
+    for bar in load_bars("sample:sp500", CONTRACT, START, END):
+        decision = rule.decide(bar)
+        intent = decision and intent_for_target(CONTRACT, bar.ts, position,
+                                                decision.target_position, bar.close)
+        if intent:
+            ids.append(intent.intent_id)
+            position = intent.target_position
+    return ids
 
 
 def _wait_orders(venue, n: int, proc: DaemonProcess, timeout: float) -> None:
@@ -29,7 +49,7 @@ def _wait_orders(venue, n: int, proc: DaemonProcess, timeout: float) -> None:
 
 
 def test_sigkill_mid_submission_with_every_fault_ends_exact(tmp_path):
-    faults = ALL_FAULTS + ",any:429=0.01,seed=11"
+    faults = ALL_FAULTS + f",any:429=0.01,seed={SEED}"
     with venue_in_thread(sp500(), contract=CONTRACT, faults=faults,
                          other_limit="unlimited") as venue:
         venue.set_time(sp500()[0].ts)  # the standalone venue's clock stands on one bar
@@ -81,6 +101,8 @@ def test_sigkill_mid_submission_with_every_fault_ends_exact(tmp_path):
               f"kill_at_s={t_kill:.1f} end_s={t_end:.1f} venue_position={venue_net} "
               f"daemon_position={daemon_pos} faults={fault_counts}")
         assert len(recs) >= 200
+        # the killed-and-restarted run made exactly the intents of an uninterrupted one
+        assert [r.intent_id for r in recs] == _uninterrupted_intents()
         assert duplicates == 0 and not strays
         assert not lost, lost
         assert venue_net == daemon_pos == expected_pos

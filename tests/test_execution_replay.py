@@ -3,6 +3,7 @@ HTTP, real SQLite): same orders with and without faults, kill switch, refusal on
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def _api_key(monkeypatch):
 
 
 async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
-                  extra: dict | None = None, before: Any = None) -> dict[str, Any]:
+                  extra: dict | None = None, before: Any = None,
+                  during: Any = None) -> dict[str, Any]:
     async with run_venue(sp500(), contract=CONTRACT, faults=faults,
                          other_limit="unlimited") as venue:
         if before is not None:
@@ -40,6 +42,8 @@ async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
             snaps[:] = [daemon.status()]
 
         daemon.ingest.handlers.append(snapshot)
+        if during is not None:
+            daemon.ingest.handlers.append(lambda bar: during(daemon, execution, bar))
         assert await daemon.run() == 0
         store = Store(tmp / "state" / "store.sqlite")
         try:
@@ -143,3 +147,45 @@ async def test_a_paced_replay_submits_in_the_background_and_drains_at_exit(tmp_p
     assert len(run["orders"]) >= 10 and set(run["tags"].values()) == {1}
     assert all(r.final and r.accepted for r in run["records"])
     assert run["net"] == run["filled"] == run["bars"][-1]["position"]
+
+
+async def test_an_outbox_of_another_account_is_never_touched(tmp_path):
+    (tmp_path / "state").mkdir()
+    store = Store(tmp_path / "state" / "store.sqlite")
+    store.set_meta("execution_account", "999")
+    store.close()
+    run = await _replay(tmp_path, "", end="1999-01-31")
+    assert run["status"]["phase"] == "refused" and run["orders"] == []
+    assert "belongs to account 999" in run["status"]["refused_reason"]
+
+
+async def test_engaging_the_kill_switch_cancels_our_resting_order(tmp_path):
+    import anyio
+
+    from daemon.execution.outbox import make_tag
+    from daemon.intent import OrderIntent, Side
+
+    seen: list[Any] = []
+    holder: dict[str, Any] = {}
+
+    async def keep(venue):
+        holder["venue"] = venue
+
+    async def during(daemon, execution, bar):
+        seen.append(bar)
+        if len(seen) == 5:  # a resting buy limit far below the market, through the outbox
+            intent = OrderIntent("feedfacecafe0001", CONTRACT, bar.ts, Side.BUY, 1, 9,
+                                 bar.close, Decimal("100.00"))
+            rec = execution.submitter.enqueue(
+                intent, make_tag(execution.instance_id, 1, intent.intent_id), 1)
+            assert (await execution.submitter.wait_final(rec.tag)).state == State.ACCEPTED
+        if len(seen) == 7:
+            daemon._engage_kill("test")  # as SIGUSR1 / ctl kill
+            with anyio.fail_after(5):
+                while not any(o["status"] == 3 for o in holder["venue"].orders()):
+                    await anyio.sleep(0.05)
+
+    run = await _replay(tmp_path, "", end="1999-01-31", before=keep, during=during)
+    resting = [o for o in run["orders"] if o["customTag"].endswith("feedfacecafe0001")]
+    assert [o["status"] for o in resting] == [3]  # cancelled on the kill switch
+    assert all(r.state in (State.ACCEPTED, State.BLOCKED) for r in run["records"])

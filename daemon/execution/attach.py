@@ -28,6 +28,8 @@ from daemon.execution.trader import Trader
 from daemon.logs import get_logger
 
 KILL_POLL_S = 0.25
+ACCOUNT_KEY = "execution_account"
+DRAIN_FILL_ATTEMPTS = 5
 CLOSE_GRACE_S = 1.0
 
 
@@ -87,6 +89,7 @@ class Execution:
         self._ready = anyio.Event()
         self._kill_handled = False
         self.on_bar_done: list[Any] = []
+        self.foreign_account = False  # the outbox is another account's: touch nothing
         cfg = daemon.cfg
         self.replay = not cfg.data.source.startswith("projectx:")
         self.submitter = Submitter(client=client, outbox=self.outbox, risk=daemon.risk,
@@ -156,7 +159,7 @@ class Execution:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch_stop)
                 await self._start()
-                if not self.stopping:
+                if not self.stopping and not self.foreign_account:
                     tg.start_soon(self.submitter.run)
                     tg.start_soon(self._periodic)
                     tg.start_soon(self._kill_watch)
@@ -176,6 +179,17 @@ class Execution:
                 account = await self.client.resolve_account()
                 self.account_id = int(getattr(account, "id", account))
                 self.phase = "reconciling"
+                owner = self.daemon.store.get_meta(ACCOUNT_KEY)
+                if owner and owner != str(self.account_id):
+                    # Never look up or resend this outbox's orders on another account.
+                    self.report = ReconcileReport(ok=False, reason=(
+                        f"the outbox belongs to account {owner}, this run resolved account "
+                        f"{self.account_id} (use a new state_dir for another account)"))
+                    self.log.error("reconcile_mismatch_refusing_to_trade",
+                                   reason=self.report.reason)
+                    self.foreign_account = True
+                    break
+                self.daemon.store.set_meta(ACCOUNT_KEY, str(self.account_id))
                 self.report = await reconcile(
                     submitter=self.submitter, outbox=self.outbox, contract=self.contract,
                     tag_prefix=self.tag_prefix, adopt=ex.adopt_venue_position, log=self.log)
@@ -185,12 +199,13 @@ class Execution:
                                retry_in_s=ex.startup_retry_s)
                 await self.daemon.clock.sleep(ex.startup_retry_s)
                 continue
+            break
+        if self.report is not None:
             self.refused_reason = "" if self.report.ok else self.report.reason
             self.phase = "trading" if self.report.ok else "refused"
             self.log.info("execution_ready", phase=self.phase, account_id=self.account_id,
                           instance_id=self.instance_id, epoch=self._epoch(),
                           step_pct=self.trader.step_pct)
-            break
         self._ready.set()
 
     async def _periodic(self) -> None:
@@ -225,13 +240,21 @@ class Execution:
     async def drain(self) -> None:
         """`at_end = exit`: drive every queued record to a final state and record fills."""
         await self.ready()
+        if self.foreign_account:
+            return
         await self.submitter.drain()
         while self.outbox.in_flight() and not self.stopping:
             self.submitter.requeue_in_flight()
             await self.submitter.drain()
             await anyio.sleep(0.05)
-        if not self.stopping:
+        for _ in range(DRAIN_FILL_ATTEMPTS):  # a failed Trade/search must not leave fills out
+            if self.stopping:
+                break
             await self.check()
+            if not any(r.accepted and r.limit_price is None and r.filled < r.size
+                       for r in self.outbox.records()):
+                break
+            await anyio.sleep(0.2)
         self.log.info("execution_drained", outbox=self.outbox.counts(),
                       position=self.outbox.expected_position(self.contract),
                       filled_position=self.outbox.filled_position(self.contract),
