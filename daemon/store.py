@@ -22,6 +22,9 @@ from daemon.timeutil import iso, parse_utc
 # Numbered migrations. Never edit a released one; add a new number.
 # Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
 # (recalibration history), 4 adapters (audit index), 5 run journal.
+# The migrations released before applied numbers were tracked (a file's user_version said
+# which of these it had).
+LEGACY_MIGRATIONS = (1, 5)
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,16 +128,32 @@ class Store:
         self.conn.execute("COMMIT")
 
     def schema_version(self) -> int:
+        """The highest migration applied."""
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def applied_migrations(self) -> set[int]:
+        """Numbers of the migrations applied to this file."""
+        return {int(r[0]) for r in self.conn.execute("SELECT version FROM schema_migrations")}
+
     def _migrate(self) -> None:
-        current = self.schema_version()
-        for version in sorted(v for v in MIGRATIONS if v > current):
+        # Migration numbers were reserved per component and land in any order, so a store at
+        # version 5 may still lack 2-4: apply every missing number, not only the higher ones.
+        self.conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER "
+                          "PRIMARY KEY)")
+        applied = self.applied_migrations()
+        if not applied and self.schema_version() > 0:
+            # A file from before this table: it holds the migrations that existed then.
+            applied = {v for v in LEGACY_MIGRATIONS if v <= self.schema_version()}
+            with self.transaction() as c:
+                c.executemany("INSERT INTO schema_migrations(version) VALUES(?)",
+                              [(v,) for v in sorted(applied)])
+        for version in sorted(set(MIGRATIONS) - applied):
             with self.transaction() as c:
                 for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         c.execute(statement)
-                c.execute(f"PRAGMA user_version = {int(version)}")
+                c.execute("INSERT INTO schema_migrations(version) VALUES(?)", (version,))
+                c.execute(f"PRAGMA user_version = {max(version, self.schema_version())}")
 
     def integrity_ok(self) -> bool:
         """True when SQLite's own integrity check passes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon.risk import RiskState
-from daemon.store import MIGRATIONS, Store
+from daemon.store import LEGACY_MIGRATIONS, MIGRATIONS, Store
 
 
 def test_migrations_are_applied_once(tmp_path: Path) -> None:
@@ -19,6 +20,25 @@ def test_migrations_are_applied_once(tmp_path: Path) -> None:
     s = Store(tmp_path / "a.sqlite")  # reopening does not re-run migrations
     assert s.schema_version() == max(MIGRATIONS)
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert s.applied_migrations() == set(MIGRATIONS)
+    s.close()
+
+
+def test_a_store_from_before_later_numbers_gets_the_missing_migrations(tmp_path: Path) -> None:
+    # A file made when only migrations 1 and 5 existed (user_version 5, no tracking table):
+    # the numbers reserved for other components (2, 3, 4) must still be applied on open.
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version in LEGACY_MIGRATIONS:
+        for statement in MIGRATIONS[version].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute("INSERT INTO meta(key, value) VALUES('instance_id', 'abc')")
+    conn.execute(f"PRAGMA user_version = {max(LEGACY_MIGRATIONS)}")
+    conn.close()
+    s = Store(path)
+    assert s.applied_migrations() == set(MIGRATIONS)
+    assert s.instance_id() == "abc"  # existing rows are kept
     s.close()
 
 
