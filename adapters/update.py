@@ -50,8 +50,8 @@ class UpdateSettings:
     alpha: float = 8.0
     lr: float = 0.02
     clip_norm: float = 1.0
-    steps: int = 150
-    max_steps: int = 600
+    steps: int = 100
+    max_steps: int = 2000
     margin: float = 0.1
     ogd_directions: int = 16
     ogd_refresh: int = 10

@@ -59,9 +59,41 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=report)
 
 
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    from daemon.audit_cli import add_audit_parser
+
+    add_audit_parser(sub)
+
+
+def _bench_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The `bench` command's sub-parsers (created by whichever bench is registered first)."""
+    if "bench" in sub.choices:
+        parser = sub.choices["bench"]
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.add_parser("bench", help="benchmarks")
+    return parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+
+
+def _add_bench_update(sub: argparse._SubParsersAction) -> None:
+    p = _bench_subparsers(sub).add_parser(
+        "update", help="continual update: projected vs naive LoRA at matched drift gain")
+    p.add_argument("--data", default="sample:sp500", help="bar source (default sample:sp500)")
+    p.add_argument("--windows", type=int, default=10, help="consecutive drift windows")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--quick", action="store_true", help="fewer frontier points and samples")
+
+    def bench_update(args: argparse.Namespace) -> int:
+        from daemon.bench.update import run_bench_update
+
+        return run_bench_update(args)
+
+    p.set_defaults(func=bench_update)
+
+
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_report,
-                                                               _add_venue]
+                                                               _add_venue, _add_audit,
+                                                               _add_bench_update]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,6 +47,21 @@ MIGRATIONS: dict[int, str] = {
         total INTEGER NOT NULL
     );
     """,
+    4: """
+    CREATE TABLE audit_index (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        cycle INTEGER,
+        decision TEXT,
+        reason TEXT,
+        version TEXT,
+        adapter_checksum TEXT,
+        anchor_suite_hash TEXT
+    );
+    CREATE INDEX audit_index_cycle ON audit_index(cycle);
+    """,
     5: """
     CREATE TABLE journal (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -207,3 +222,35 @@ class Store:
                                      (kind,)).fetchall()
         return [{"seq": r["seq"], "kind": r["kind"], "ts": r["ts"], **orjson.loads(r["payload"])}
                 for r in rows]
+
+    # -- audit index (issue 6): one row per audit record of the adapter worker -------------
+    def index_audit(self, record: dict[str, Any]) -> None:
+        """Index one audit record (the JSONL file under <state_dir>/audit/ is the source)."""
+        self._ensure_audit_table()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO audit_index(id, seq, kind, ts, cycle, decision, reason,"
+                " version, adapter_checksum, anchor_suite_hash)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record["id"], int(record["seq"]), record.get("kind", "candidate"),
+                 record["ts"], record.get("cycle"), record.get("decision"),
+                 record.get("reason"), record.get("version"), record.get("adapter_checksum"),
+                 record.get("anchor_suite_hash")),
+            )
+
+    def audit_index(self) -> list[dict[str, Any]]:
+        """The indexed audit records in order."""
+        self._ensure_audit_table()
+        rows = self.conn.execute("SELECT * FROM audit_index ORDER BY seq").fetchall()
+        return [dict(r) for r in rows]
+
+    def _ensure_audit_table(self) -> None:
+        # A store created before migration 4 existed is already past version 4: create the
+        # table here (same DDL) instead of renumbering a released migration.
+        exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                   "name = 'audit_index'").fetchone()
+        if exists is None:
+            with self.transaction() as c:
+                for statement in MIGRATIONS[4].split(";"):
+                    if statement.strip():
+                        c.execute(statement)
