@@ -64,6 +64,11 @@ class WorkerSettings:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
 
+# Worker keys a reload may change; the trigger's shape (window, schedule) needs a restart.
+RELOADABLE_WORKER_KEYS = ("enabled", "timeout_s", "shadow_bars", "shadow_naive",
+                          "monitor_bars", "monitor_every_bars")
+
+
 def _sections(cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """([adapters], [promotion]) as dicts from a RuntimeConfig-like object or a mapping."""
     def as_dict(x: Any) -> dict[str, Any]:
@@ -158,6 +163,8 @@ class UpdateWorker:
         adapters_cfg, promotion_cfg = _sections(cfg)
         self.policy = GatePolicy.from_mapping(promotion_cfg)
         self.update_settings = UpdateSettings.from_mapping(adapters_cfg)
+        live = {k: adapters_cfg[k] for k in RELOADABLE_WORKER_KEYS if k in adapters_cfg}
+        self.settings = dataclasses.replace(self.settings, **live)
 
     @property
     def deterministic(self) -> bool:
@@ -404,10 +411,10 @@ class UpdateWorker:
                                               "reason": str(err)})
             return
         self.previous, self.previous_version = self.model, self.active_version
+        self.model, self.active_version, self.active_state = p.model, p.version, p.state
         t0 = time.perf_counter_ns()
         self.swap(p.model)
         pause_us = (time.perf_counter_ns() - t0) / 1000
-        self.model, self.active_version, self.active_state = p.model, p.version, p.state
         # The teacher cache follows the deployed checkpoint (re-hashed); the base one is kept.
         self.anchors = self.base_anchors.with_teacher(lambda x: _predict(self.model, x))
         self._monitor = {"cycle": p.cycle, "version": p.version, "since": self.bar_index,
@@ -482,9 +489,9 @@ class UpdateWorker:
                                         int(meta["rank"]) if meta else self.update_settings.rank,
                                         float(meta["alpha"]) if meta
                                         else self.update_settings.alpha)
-        self.swap(model)
         self.previous, self.previous_version = self.model, left
         self.model, self.active_version, self.active_state = model, target, state
+        self.swap(model)
         self.anchors = self.base_anchors.with_teacher(lambda x: _predict(self.model, x)) \
             if state is not None else self.base_anchors
         self._monitor = None

@@ -68,6 +68,11 @@ class Daemon:
         self._stopping = anyio.Event()
         self._ingest_done = anyio.Event()
         self._register_commands()
+        # Continual adapter updates (issue 6): needs the pipeline (attach it before this line).
+        if getattr(self, "pipeline", None) is not None:
+            from daemon.adapters_attach import attach_adapters
+
+            attach_adapters(self)
 
     # -- kill switch, news, reload, status ------------------------------------------------
     def _engage_kill(self, source: str) -> None:

@@ -109,12 +109,88 @@ class MetricsSection:
     )
 
 
+# --- [adapters] and [promotion] (issue 6) ---
+@dataclass(frozen=True)
+class AdaptersSection:
+    enabled: bool = setting(True, reloadable=True, doc="run continual LoRA update cycles")
+    projection: str = setting("agem", reloadable=True, check=one_of("naive", "agem", "ogd"),
+                              doc="naive (baseline) | agem (half-space, margin) | ogd")
+    anchor_weight: float = setting(10.0, reloadable=True, check=at_least(0.0),
+                                   doc="weight of the anchors' teacher-MSE gradient in a step")
+    target_weight: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                                   doc="weight of the anchors' realised-target MSE in g_anchor")
+    rank: int = setting(4, check=at_least(1), doc="LoRA rank")
+    alpha: float = setting(8.0, check=at_least(0.0), doc="LoRA alpha (scale alpha/rank)")
+    lr: float = setting(0.02, reloadable=True, check=at_least(0.0), doc="SGD step size")
+    clip_norm: float = setting(1.0, reloadable=True, check=at_least(0.0),
+                               doc="step norm clip (keeps the direction); 0 = off")
+    steps: int = setting(100, reloadable=True, check=at_least(1),
+                         doc="steps of the naive update (sets the drift gain to match)")
+    max_steps: int = setting(2000, reloadable=True, check=at_least(1),
+                             doc="step budget of the projected update at matched drift gain")
+    margin: float = setting(0.1, reloadable=True, check=between(0.0, 1.0),
+                            doc="A-GEM half-space margin (cosine with the anchor gradient)")
+    ogd_directions: int = setting(16, reloadable=True, check=at_least(0),
+                                  doc="protected anchor output-gradient directions (OGD)")
+    ogd_refresh: int = setting(10, reloadable=True, check=at_least(1),
+                               doc="steps between recomputations of the OGD basis")
+    seed: int = setting(0, reloadable=True, doc="training seed (updates are deterministic)")
+    max_abs_target_z: float = setting(12.0, reloadable=True, check=at_least(1.0),
+                                      doc="refuse a window whose targets exceed this robust z")
+    trigger: str = setting("schedule", check=one_of("schedule", "drift", "both"),
+                           doc="schedule (every_n_bars) | drift (Page-Hinkley) | both")
+    window_bars: int = setting(120, check=at_least(8), doc="rows in the drift batch D_t")
+    every_n_bars: int = setting(60, check=at_least(1), doc="schedule period in bars")
+    min_spacing_bars: int = setting(20, check=at_least(0), doc="minimum bars between cycles")
+    drift_threshold: float = setting(5.0, check=at_least(0.0),
+                                     doc="Page-Hinkley threshold on squared residuals")
+    timeout_s: float = setting(120.0, reloadable=True, check=at_least(0.1),
+                               doc="a training cycle slower than this is killed and logged")
+    shadow_bars: int = setting(0, reloadable=True, check=at_least(0),
+                               doc="bars a passing candidate runs in shadow before going live")
+    shadow_naive: bool = setting(True, reloadable=True,
+                                 doc="also run naive on the window (matched gain + shadow)")
+    apply_after_bars: int = setting(1, check=at_least(1),
+                                    doc="replay with pace 0: bars after the trigger at which "
+                                        "the cycle's result is applied (the replay waits)")
+    monitor_bars: int = setting(60, reloadable=True, check=at_least(0),
+                                doc="bars after a promotion that the rollback monitor runs")
+    monitor_every_bars: int = setting(5, reloadable=True, check=at_least(1),
+                                      doc="monitor check period in bars")
+    subprocess: bool = setting(True, doc="train in a child process (false: in-process, tests)")
+
+
+@dataclass(frozen=True)
+class PromotionSection:
+    stress_mse_limit: float = setting(0.02, reloadable=True, check=at_least(0.0),
+                                      doc="max anchor MSE vs the deployed teacher cache "
+                                          "(units: y_scale^2)")
+    delta: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                           doc="drift_mse <= deployed drift_mse * (1 + delta)")
+    tolerance: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                               doc="mdd >= deployed mdd - tolerance (returns units)")
+    rollback_stress_mse: float = setting(0.05, reloadable=True, check=at_least(0.0),
+                                         doc="monitor: roll back when anchor MSE vs the base "
+                                             "cache exceeds this")
+    rollback_tail_tolerance: float = setting(0.02, reloadable=True, check=at_least(0.0),
+                                             doc="monitor: worst-day return / mdd may fall "
+                                                 "this far below the previous model's")
+    rollback_violation_spike: int = setting(2, reloadable=True, check=at_least(0),
+                                            doc="monitor: violations above the previous "
+                                                "model's + this roll back")
+    rollback_output_shift: float = setting(3.0, reloadable=True, check=at_least(1.0),
+                                           doc="monitor: output drift above this x the gate's "
+                                               "roll back (unexplained shift)")
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     data: DataSection = field(default_factory=DataSection)
     risk: RiskSection = field(default_factory=RiskSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    adapters: AdaptersSection = field(default_factory=AdaptersSection)
+    promotion: PromotionSection = field(default_factory=PromotionSection)
     # Where the file was read from; relative paths in the file are relative to its folder.
     source_path: str = field(default="runtime.toml", metadata={"internal": True})
 

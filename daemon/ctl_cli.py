@@ -27,6 +27,9 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     n = csub.add_parser("news", help="mark a news event: embargo orders around it")
     n.add_argument("ts", help="ISO time of the news event")
     csub.add_parser("reload", help="re-read runtime.toml (same as SIGHUP)")
+    rb = csub.add_parser("rollback", help="roll the forecaster's adapter back (issue 6)")
+    rb.add_argument("version", nargs="?", default=None,
+                    help="version to activate (e.g. v000003, or 'base'); default: previous")
     p.set_defaults(func=run_ctl)
 
 
@@ -70,6 +73,8 @@ def run_ctl(args: argparse.Namespace) -> int:
         payload = {"reason": args.reason}
     elif cmd == "news":
         payload = {"ts": args.ts}
+    elif cmd == "rollback":
+        payload = {"version": args.version}
     result = call(sock, cmd, payload)
     if cmd == "status" and not args.json:
         print(format_table(result))

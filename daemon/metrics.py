@@ -28,6 +28,16 @@ class Metrics:
             "anchord_bar_processing_seconds", "Time to process one bar in the ingest loop",
             registry=r, buckets=(1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1, 1.0),
         )
+        # issue 6: continual adapter updates
+        self.adapter_cycles = Counter("anchord_adapter_cycles_total",
+                                      "Update cycles by decision", ["decision"], registry=r)
+        self.adapter_rollbacks = Counter("anchord_adapter_rollbacks_total",
+                                         "Adapter rollbacks (monitor or ctl)", registry=r)
+        self.adapter_gauges = {
+            key: Gauge(f"anchord_adapter_{key}", f"Last update cycle: {key}", registry=r)
+            for key in ("drift_mse", "stress_mse", "mdd", "worst_day_return", "violations",
+                        "output_drift", "attribution_shift", "drift_gain", "cycle_s")
+        }
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Current value of a sample (0 when absent); for status snapshots and tests."""
