@@ -29,6 +29,7 @@ from adapters.update import (
     DriftBatch,
     UpdateError,
     UpdateSettings,
+    check_window,
     run_matched,
     run_update,
     select_device,
@@ -210,6 +211,8 @@ def verify(log: AuditLog, record_id: str) -> dict[str, Any]:
     init = log.load_state(rec.get("init_checksum"))
     settings = UpdateSettings(**rec["settings"])
     try:
+        if rec.get("full_window_hash"):
+            check_window(log.load_drift(rec["full_window_hash"]), settings.max_abs_target_z)
         if rec.get("matched"):
             result, _naive = run_matched(base, init, drift, anchors, settings)
         else:

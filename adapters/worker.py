@@ -54,6 +54,7 @@ class WorkerSettings:
     shadow_bars: int = 0
     shadow_naive: bool = True
     apply_after_bars: int = 1
+    gate_holdout_bars: int = 20
     monitor_bars: int = 60
     monitor_every_bars: int = 5
     subprocess: bool = True
@@ -239,15 +240,26 @@ class UpdateWorker:
             if self.trainer is not None:
                 self.trainer.close()
 
-    async def run_cycle(self, cycle: int, batch: DriftBatch, reason: str, bar: int) -> None:
+    def split_window(self, window: DriftBatch) -> tuple[DriftBatch, DriftBatch]:
+        """(D_t to train on, the held-out most recent rows the gate's drift_mse uses)."""
+        h = self.settings.gate_holdout_bars
+        if h <= 0 or len(window) < h + 8:
+            return window, window
+        n = len(window) - h
+        return (DriftBatch(window.inputs[:n], window.targets[:n], window.dates[:n]),
+                DriftBatch(window.inputs[n:], window.targets[n:], window.dates[n:]))
+
+    async def run_cycle(self, cycle: int, window: DriftBatch, reason: str, bar: int) -> None:
         """One cycle: train, gate, audit; a passing candidate is queued for `before_bar`."""
         t0 = time.perf_counter()
+        batch, holdout = self.split_window(window)
         settings = self.update_settings
         matched = settings.projection != "naive" and self.settings.shadow_naive
         init = self.active_state
         init_sum = tensor_checksum(init) if init is not None else None
         base_sum = self.audit.keep_base(self.base)
         drift_sha = self.audit.keep_drift(batch)
+        window_sha = self.audit.keep_drift(window)
         anchor_sha = self.audit.keep_anchors(self.anchors)
         self.audit.keep_state(init, init_sum)
         record: dict[str, Any] = {
@@ -257,12 +269,13 @@ class UpdateWorker:
             "base_checksum": base_sum, "init_checksum": init_sum,
             "parent_version": self.active_version, "settings": settings.to_dict(),
             "matched": matched, "policy": self.policy.to_dict(), "window": batch.window(),
+            "gate_window": holdout.window(), "full_window_hash": window_sha,
             "worker": dataclasses.asdict(self.settings),
             "versions": {"torch": torch.__version__},
         }
         self.events("cycle_start", {"cycle": cycle, "trigger": reason, **batch.window()})
         try:
-            check_window(batch, settings.max_abs_target_z)
+            check_window(window, settings.max_abs_target_z)  # the held-out rows too
             job = pack_job(self.base, init, batch, self.anchors, settings.to_dict(), matched)
             if self.trainer is not None:
                 out = await anyio.to_thread.run_sync(self.trainer.run, job,
@@ -280,7 +293,7 @@ class UpdateWorker:
         state = {k: torch.from_numpy(np.array(v)) for k, v in chosen["state"].items()}
         upd = chosen["metrics"]
         candidate = build_serving_model(self.base, state, settings.rank, settings.alpha)
-        cand_fig, base_fig = await anyio.to_thread.run_sync(self._figures, candidate, batch)
+        cand_fig, base_fig = await anyio.to_thread.run_sync(self._figures, candidate, holdout)
         cand_fig["stress_mse"] = upd["stress_mse"]
         record.update({
             "adapter_checksum": upd["checksum"], "device": upd["device"], "update": upd,
@@ -292,7 +305,7 @@ class UpdateWorker:
                            for k, v in out["naive"]["state"].items()}
             naive_model = build_serving_model(self.base, naive_state, settings.rank,
                                               settings.alpha)
-            naive_fig, _ = await anyio.to_thread.run_sync(self._figures, naive_model, batch,
+            naive_fig, _ = await anyio.to_thread.run_sync(self._figures, naive_model, holdout,
                                                           False)
             naive_fig["stress_mse"] = out["naive"]["metrics"]["stress_mse"]
             naive_gate = evaluate(naive_fig, base_fig, self.policy)

@@ -153,6 +153,9 @@ class AdaptersSection:
     apply_after_bars: int = setting(1, check=at_least(1),
                                     doc="replay with pace 0: bars after the trigger at which "
                                         "the cycle's result is applied (the replay waits)")
+    gate_holdout_bars: int = setting(20, check=at_least(0),
+                                     doc="most recent rows of the window kept out of training; "
+                                         "the gate's drift_mse is measured on them")
     monitor_bars: int = setting(60, reloadable=True, check=at_least(0),
                                 doc="bars after a promotion that the rollback monitor runs")
     monitor_every_bars: int = setting(5, reloadable=True, check=at_least(1),
