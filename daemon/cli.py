@@ -88,12 +88,23 @@ def _add_bench_update(sub: argparse._SubParsersAction) -> None:
         return run_bench_update(args)
 
     p.set_defaults(func=bench_update)
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from daemon.training.cli import add_train_parser
+
+    add_train_parser(sub)
+
+
+def _add_gates(sub: argparse._SubParsersAction) -> None:
+    from daemon.training.cli import add_gates_parser
+
+    add_gates_parser(sub)
 
 
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_report,
-                                                               _add_venue, _add_audit,
-                                                               _add_bench_update]
+                                                               _add_venue]
+COMMANDS += [_add_train, _add_gates]
+COMMANDS += [_add_audit, _add_bench_update]
 
 
 def build_parser() -> argparse.ArgumentParser:

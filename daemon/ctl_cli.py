@@ -30,6 +30,8 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     rb = csub.add_parser("rollback", help="roll the forecaster's adapter back (issue 6)")
     rb.add_argument("version", nargs="?", default=None,
                     help="version to activate (e.g. v000003, or 'base'); default: previous")
+    csub.add_parser("rollback-artifacts",
+                    help="swap to the previous artifact set under [artifacts].dir")
     p.set_defaults(func=run_ctl)
 
 
