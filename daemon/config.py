@@ -109,6 +109,120 @@ class MetricsSection:
     )
 
 
+# --- [tyler] [index] [training] [quality_gates] [artifacts] (issue 3) ---
+def _iso_date(value: str) -> str | None:
+    from datetime import date
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return f"expected an ISO date YYYY-MM-DD, got {value!r}"
+    return None
+
+
+def _dated_entries(min_parts: int) -> Check:
+    """Entries `"YYYY-MM-DD rest..."` (stress days) or `"name start end"` (slices)."""
+
+    def check(values: list[str]) -> str | None:
+        for entry in values:
+            parts = entry.split()
+            if len(parts) < min_parts:
+                return f"entry {entry!r} needs {min_parts} space-separated parts"
+            dates = parts[:1] if min_parts == 2 else parts[1:3]
+            for d in dates:
+                problem = _iso_date(d)
+                if problem:
+                    return f"entry {entry!r}: {problem}"
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class TylerSection:
+    shrinkage: float = setting(0.05, check=between(0.0, 0.99),
+                               doc="shrinkage toward the identity (Chen-Wiesel-Hero rho)")
+    tol: float = setting(1e-6, check=between(1e-14, 1e-1), doc="batch fixed-point tolerance")
+    max_iter: int = setting(200, check=at_least(1), doc="batch fixed-point iteration cap")
+    live_iterations: int = setting(2, reloadable=True, check=at_least(1),
+                                   doc="warm-started fixed-point steps per live bar")
+    live_weight: float = setting(0.01, reloadable=True, check=between(1e-6, 1.0),
+                                 doc="weight of the newest bar in the live shape update")
+
+
+@dataclass(frozen=True)
+class IndexSection:
+    kind: str = setting("hnsw", check=one_of("hnsw", "ivf", "flat"), doc="FAISS index type")
+    window: int = setting(8, check=at_least(1), doc="L: whitened feature vectors per ANN vector")
+    k: int = setting(20, check=at_least(1), doc="neighbours retrieved per bar")
+    hnsw_m: int = setting(32, check=at_least(4))
+    hnsw_ef_construction: int = setting(80, check=at_least(8))
+    hnsw_ef_search: int = setting(64, check=at_least(1))
+    ivf_nlist: int = setting(64, check=at_least(1))
+    ivf_nprobe: int = setting(8, check=at_least(1))
+    seed: int = setting(1234, doc="IVF k-means seed")
+    gpu: str = setting("auto", check=one_of("auto", "never"),
+                       doc="build IVF/flat on a GPU when faiss-gpu and CUDA are present")
+
+
+_DEFAULT_STRESS_DAYS = [
+    "2000-04-14 crash", "2001-09-17 event_shock", "2002-07-19 crash", "2008-09-29 crash",
+    "2008-10-15 crash", "2010-05-06 flash_crash", "2011-08-08 downgrade_shock",
+    "2015-08-24 flash_crash", "2018-02-05 vol_spike",
+]
+_DEFAULT_SLICES = [
+    "heldout_2013_2015 2013-01-01 2015-12-31", "heldout_2016_2018 2016-01-01 2018-12-31",
+    "stress_2015_08 2015-08-17 2015-09-04", "stress_2018_02 2018-01-29 2018-02-16",
+]
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    train_end: str = setting("2012-12-31", check=_iso_date,
+                             doc="last bar date any training step may use")
+    train_start: str = setting("", doc="first bar date (empty = from the first)")
+    horizon: int = setting(1, check=at_least(1), doc="label: forward log return over N bars")
+    seed: int = setting(7)
+    threads: int = setting(1, check=at_least(1), doc="BLAS/torch/faiss/CatBoost threads")
+    cpcv_groups: int = setting(6, check=at_least(2))
+    cpcv_test_groups: int = setting(2, check=at_least(1))
+    embargo_bars: int = setting(5, check=at_least(0))
+    catboost_iterations: int = setting(200, check=at_least(1))
+    catboost_depth: int = setting(3, check=between(1, 16))
+    catboost_learning_rate: float = setting(0.03, check=between(1e-4, 1.0))
+    catboost_l2: float = setting(10.0, check=at_least(0.0))
+    forecaster_hidden: list[int] = setting([64, 32], check=non_empty)
+    forecaster_epochs: int = setting(15, check=at_least(1))
+    forecaster_lr: float = setting(1e-3, check=between(1e-6, 1.0))
+    forecaster_batch: int = setting(128, check=at_least(1))
+    forecaster_weight_decay: float = setting(1e-3, check=at_least(0.0))
+    strategy_band: float = setting(0.0, check=between(0.0, 0.5),
+                                   doc="no position while |p - 0.5| <= band")
+    stress_days: list[str] = setting(_DEFAULT_STRESS_DAYS, check=_dated_entries(2),
+                                     doc='"YYYY-MM-DD taxonomy_label" named stress days')
+    stress_worst_days: int = setting(8, check=at_least(0), doc="rule: N worst daily returns")
+    stress_vol_spikes: int = setting(4, check=at_least(0), doc="rule: N largest vol jumps")
+    anchor_span: int = setting(3, check=at_least(1), doc="anchor rows per stress day")
+    slices: list[str] = setting(_DEFAULT_SLICES, check=_dated_entries(3),
+                                doc='"name start end" held-out and stress date ranges')
+
+
+@dataclass(frozen=True)
+class QualityGatesSection:
+    min_auc: float = setting(0.51, check=between(0.0, 1.0))
+    max_ece: float = setting(0.05, check=between(0.0, 1.0))
+    min_ann_recall: float = setting(0.90, check=between(0.0, 1.0))
+    min_ann_speedup: float = setting(2.0, check=at_least(0.0))
+    speedup_min_vectors: int = setting(100_000, check=at_least(1))
+    max_worst_path_drawdown: float = setting(0.60, check=between(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ArtifactsSection:
+    dir: str = setting("artifacts", check=non_empty,
+                       doc="artifact set the daemon loads (a set, or a root with current/)")
+
+
 # --- [pipeline] [limits] [threads] (issue 4) ---
 def _sessions_check(value: list[str]) -> str | None:
     from daemon.risk import parse_session
@@ -135,9 +249,6 @@ def _budgets_check(value: list[str]) -> str | None:
 
 @dataclass(frozen=True)
 class PipelineSection:
-    artifacts_dir: str = setting(
-        "", doc="artifact set to serve when [artifacts].dir is absent (empty = no pipeline)"
-    )
     min_edge: float = setting(0.04, reloadable=True, check=between(0.0, 1.0),
                               doc="|2·p_up−1| below this → flat")
     full_edge: float = setting(0.3, reloadable=True, check=between(0.0, 1.0),
@@ -193,6 +304,11 @@ class RuntimeConfig:
     data: DataSection = field(default_factory=DataSection)
     risk: RiskSection = field(default_factory=RiskSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    tyler: TylerSection = field(default_factory=TylerSection)
+    index: IndexSection = field(default_factory=IndexSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    quality_gates: QualityGatesSection = field(default_factory=QualityGatesSection)
+    artifacts: ArtifactsSection = field(default_factory=ArtifactsSection)
     pipeline: PipelineSection = field(default_factory=PipelineSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     threads: ThreadsSection = field(default_factory=ThreadsSection)
