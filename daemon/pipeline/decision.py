@@ -22,6 +22,7 @@ class DecisionParams:
     vol_target: float = 2000.0
     point_value: float = 50.0
     max_position: int = 4
+    max_order_size: int = 2
     agree_with_forecast: bool = True
 
 
@@ -33,10 +34,24 @@ def edge_of(p_up: float) -> float:
 
 
 def target_position(p_up: float, forecast: float, sigma: float, price: float,
-                    params: DecisionParams) -> tuple[int, float, str]:
-    """(target contracts, edge, reason). Promises |target| <= params.max_position, 0 when the
-    edge is below min_edge, when inputs are not finite/positive, or (with agree_with_forecast)
-    when the forecaster's sign disagrees with the edge's."""
+                    params: DecisionParams, position: int | None = None) -> tuple[int, float, str]:
+    """(target contracts, edge, reason). Promises |target| <= params.max_position; the wanted
+    target is 0 when the edge is below min_edge, when inputs are not finite/positive, or (with
+    agree_with_forecast) when the forecaster's sign disagrees with the edge's. Given the current
+    `position`, the step toward the wanted target is at most max_order_size (so the intent
+    passes the gate's size limit; the rest follows on later bars)."""
+    target, edge, reason = _wanted(p_up, forecast, sigma, price, params)
+    if position is not None and params.max_order_size > 0:
+        step = max(-params.max_order_size, min(params.max_order_size, target - position))
+        if position + step != target:
+            reason += "_stepped"
+        target = position + step
+        target = max(-params.max_position, min(params.max_position, target))
+    return target, edge, reason
+
+
+def _wanted(p_up: float, forecast: float, sigma: float, price: float,
+            params: DecisionParams) -> tuple[int, float, str]:
     edge = edge_of(p_up)
     if abs(edge) < params.min_edge:
         return 0, edge, "edge_below_min"

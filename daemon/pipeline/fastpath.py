@@ -215,3 +215,69 @@ class TreeScorer:
         """P(class 1) of many rows through CatBoost itself (for slices)."""
         return np.asarray(self.model.predict_proba(np.asarray(rows, dtype=np.float32),
                                                    thread_count=1))[:, 1].astype(np.float64)
+
+
+# -- neighbour statistics ----------------------------------------------------------------------
+class NeighbourStatsFast:
+    """`daemon.pipeline.neighbours.neighbour_stats` for one query without the nan-reductions
+    over a 1×k matrix (np.nanmedian along an axis alone costs ~240 µs per call). Verified at
+    construction against the reference on probe queries (with missing neighbours) to 1e-12;
+    on any mismatch `kind` is "reference" and the reference function is used."""
+
+    def __init__(self, k: int, *, probes: int = 200, seed: int = 0) -> None:
+        from daemon.pipeline.neighbours import NEIGHBOUR_STAT_NAMES, neighbour_stats
+
+        self.reference = neighbour_stats
+        self.n_stats = len(NEIGHBOUR_STAT_NAMES)
+        self.kind = "reference"
+        if NEIGHBOUR_STAT_NAMES != ("nn_mean", "nn_median", "nn_std", "nn_frac_up",
+                                    "nn_wmean", "nn_dist_mean", "nn_dist_min", "nn_found"):
+            return  # the definition changed: serve the reference until this is updated
+        rng = np.random.default_rng(seed)
+        worst = 0.0
+        for i in range(probes):
+            d = rng.gamma(2.0, 1.0, k).astype(np.float32)
+            o = rng.normal(0, 0.01, k)
+            if i % 3 == 1:
+                gone = rng.random(k) < 0.3
+                d[gone], o[gone & (rng.random(k) < 0.5)] = np.inf, np.nan
+            if i % 17 == 5:
+                d[:], o[:] = np.inf, np.nan
+            want = neighbour_stats(d, o)
+            got = self._fast(d, o)
+            if not np.array_equal(np.isnan(want), np.isnan(got)):
+                return
+            worst = max(worst, float(np.nanmax(np.abs(got - want) / (1.0 + np.abs(want)))))
+        self.max_rel_diff = worst
+        if worst <= 1e-12:
+            self.kind = "numpy"
+
+    def _fast(self, dists: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
+        d = np.asarray(dists, dtype=np.float64).ravel()
+        o = np.asarray(outcomes, dtype=np.float64).ravel()
+        k = o.shape[0]
+        out = np.zeros(self.n_stats)
+        ok = np.isfinite(d) & np.isfinite(o)
+        count = int(ok.sum())
+        out[7] = count / max(k, 1)
+        if count == 0:
+            return out
+        if count < k:
+            d, o = d[ok], o[ok]
+        dist = np.sqrt(np.maximum(d, 0.0))
+        s = np.sort(o)
+        mid = count // 2
+        out[0] = o.mean()
+        out[1] = s[mid] if count % 2 else 0.5 * (s[mid - 1] + s[mid])
+        out[2] = o.std()
+        out[3] = np.count_nonzero(o > 0) / count
+        w = 1.0 / (dist + 1e-6)
+        out[4] = (o * w).sum() / w.sum()
+        out[5] = dist.mean()
+        out[6] = dist.min()
+        return out
+
+    def __call__(self, dists: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
+        if self.kind == "numpy":
+            return self._fast(dists, outcomes)
+        return self.reference(dists, outcomes)

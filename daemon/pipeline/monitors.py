@@ -27,20 +27,15 @@ from typing import Any
 import numpy as np
 import orjson
 
+from daemon.training.metrics import expected_calibration_error
 
-def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
-    """ECE: Σ_bins (n_b/n)·|mean(y_b) − mean(p_b)| over equal-width probability bins.
-    NaN when there are no samples."""
-    p = np.asarray(p, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if p.size == 0:
+
+def ece_of(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """ECE of probabilities p against outcomes y (the training metric, same code); NaN when
+    there are no samples."""
+    if len(p) == 0:
         return math.nan
-    idx = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
-    counts = np.bincount(idx, minlength=n_bins)
-    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
-    sum_y = np.bincount(idx, weights=y, minlength=n_bins)
-    nz = counts > 0
-    return float(np.sum(np.abs(sum_y[nz] - sum_p[nz])) / p.size)
+    return expected_calibration_error(np.asarray(y), np.asarray(p), n_bins)
 
 
 # -- ANN recall ----------------------------------------------------------------------------------
@@ -159,7 +154,7 @@ class CalibrationMonitor:
             return None
         cal = np.fromiter((p.cal for p in self.resolved), np.float64, len(self.resolved))
         y = np.fromiter((p.outcome for p in self.resolved), np.float64, len(self.resolved))
-        return expected_calibration_error(cal, y, self.n_bins)
+        return ece_of(cal, y, self.n_bins)
 
     def window_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(raw p, outcome) of the resolved window, oldest first (for a refit)."""
@@ -211,8 +206,8 @@ def recalibrate(raw_p: np.ndarray, y: np.ndarray, current: Any,
     raw_fit, y_fit = raw_p[:n_fit], y[:n_fit]
     raw_hold, y_hold = raw_p[n_fit:], y[n_fit:]
     candidate = fit(raw_fit, y_fit)
-    before = expected_calibration_error(np.asarray(current.predict(raw_hold)), y_hold, n_bins)
-    after = expected_calibration_error(np.asarray(candidate.predict(raw_hold)), y_hold, n_bins)
+    before = ece_of(np.asarray(current.predict(raw_hold)), y_hold, n_bins)
+    after = ece_of(np.asarray(candidate.predict(raw_hold)), y_hold, n_bins)
     applied = bool(math.isfinite(after) and (not math.isfinite(before) or after < before))
     reason = "improved held-out ECE" if applied else "no held-out improvement"
     version = store.next_recalibration_version()

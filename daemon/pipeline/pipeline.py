@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,10 @@ from daemon.bars.model import Bar
 from daemon.features import FeatureState
 from daemon.intent import OrderIntent
 from daemon.pipeline.decision import DecisionParams, EwmaVol, target_position
-from daemon.pipeline.fastpath import ServingForecaster, TreeScorer
-from daemon.pipeline.latency import LatencyRecorder
+from daemon.pipeline.fastpath import NeighbourStatsFast, ServingForecaster, TreeScorer
+from daemon.pipeline.latency import END_TO_END, LatencyRecorder
 from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
-from daemon.pipeline.neighbours import forecaster_input, neighbour_stats, scorer_row
+from daemon.pipeline.neighbours import forecaster_input, scorer_row
 from daemon.pipeline.retrieval import index_vector
 from daemon.pipeline.tyler import tyler_incremental, whiten
 from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
@@ -68,6 +69,7 @@ class PipelineParams:
     vol_halflife: float = 20.0
     tyler_every: int = 1
     tyler_weight: float = 0.01
+    tyler_iterations: int = 1
     recall_fraction: float = 0.01
     recall_window: int = 200
     recall_k: int = 10
@@ -76,6 +78,8 @@ class PipelineParams:
     ece_target: float = 0.08
     ece_min_samples: int = 100
     replay: bool = True  # market time = bar time (replay); False: the injected clock (live)
+    recalibrate: bool = True
+    journal_every_bars: int = 500
 
 
 class _BarState:
@@ -134,6 +138,7 @@ class Pipeline:
 
         self.scorer = TreeScorer(arts.scorer, n_features + len(NEIGHBOUR_STAT_NAMES) + 1)
         self._serving = ServingForecaster(arts.forecaster, "base")
+        self.nstats = NeighbourStatsFast(params.k)
         self.state = _BarState(params.window, params.vol_halflife)
         self._realised = np.asarray(getattr(self.index, "realised_ts", np.zeros(0)))
         self._realised_max = int(self._realised.max()) if self._realised.size else 0
@@ -151,7 +156,13 @@ class Pipeline:
         self._e2e_done = True
         self._last_feats: np.ndarray | None = None
         self._last_p: tuple[float, float | None] = (math.nan, None)
+        self._after_pending = False
         self.on_ece_drift: Callable[[float], None] | None = None
+        self.on_bar_done: Callable[[], None] | None = None
+        self.on_decided: Callable[[], None] | None = None
+        self._decided_ns = 0
+        self.recal_dir: Path | None = None
+        self.recalibrations: list[Any] = []
         self.bars_provider: Callable[[], list[Bar]] | None = None
         self._bars: list[Bar] | None = None
         self._slice_cache: dict[tuple[str, str], Any] = {}
@@ -174,14 +185,23 @@ class Pipeline:
     def decide(self, bar: Bar) -> Decision | None:
         """Run every model stage on one bar (timed) and return the decision; None while the
         features or the whitened window are warming up."""
+        out = self._decide(bar)
+        if self.on_decided is not None:
+            self.on_decided()
+        return out
+
+    def _decide(self, bar: Bar) -> Decision | None:
+        if self._after_pending:  # the previous bar's off-path work did not run yet
+            self.after_bar()
+        self._close_previous()
         rec = self.recorder
         t0 = rec.start()
-        self._close_previous()
+        self._after_pending = True
         serving = self._serving  # read once: this bar uses this model throughout
         st = self.state
         st.mark(bar, self.params.decision.point_value)
-        sigma = st.vol.update(bar.close)
         with rec.stage("features"):
+            sigma = st.vol.update(bar.close)
             feats = st.features.update(bar)
         st.ref_close, st.prev_close = st.prev_close, bar.close
         self._last_feats = None
@@ -202,7 +222,7 @@ class Pipeline:
             ann_ns = rec.start() - t_ann
         self.recall.offer(q, ids[0], ann_ns)
         with rec.stage("neighbours"):
-            nstats = neighbour_stats(dist[0], self.index.neighbour_outcomes(ids[0]))
+            nstats = self.nstats(dist[0], self.index.neighbour_outcomes(ids[0]))
         with rec.stage("forecast"):
             forecast = serving.predict(forecaster_input(w, nstats))
         with rec.stage("score"):
@@ -211,8 +231,9 @@ class Pipeline:
             p_up = float(self.calibrator.predict(np.array([p_raw]))[0])
         with rec.stage("decide"):
             target, edge, reason = target_position(p_up, forecast, sigma, bar.close,
-                                                   self.params.decision)
+                                                   self.params.decision, st.position)
         self._t0, self._pending_bar, self._e2e_done = t0, bar, False
+        self._decided_ns = rec.start()
         self._last_p = (p_raw, p_up)
         self.bars_decided += 1
         if self.metrics is not None:
@@ -243,13 +264,14 @@ class Pipeline:
     def after_bar(self) -> None:
         """Work kept off the timed path: close the bar's latency, update the live Tyler shape,
         answer sampled queries exactly, feed the calibration monitor, flush histograms."""
-        self._close_previous()
+        self._after_pending = False
         bar = self._pending_bar
         feats = self._last_feats
         if feats is not None and self.params.tyler_every and \
                 self.bars_decided % self.params.tyler_every == 0:
             self.live_shape = tyler_incremental(self.live_shape, self.tyler.standardise(feats),
-                                                shrinkage=self.tyler.shrinkage, n_iter=1,
+                                                shrinkage=self.tyler.shrinkage,
+                                                n_iter=self.params.tyler_iterations,
                                                 weight=self.params.tyler_weight)
         if self.recall.drain() and self.metrics is not None:
             self.metrics.ann_recall.set(self.recall.recall or 0.0)
@@ -266,7 +288,41 @@ class Pipeline:
                                      target=self.calibration.target_ece)
                 if self.on_ece_drift is not None:
                     self.on_ece_drift(ece)
+                if self.params.recalibrate and self.store is not None and self.recal_dir:
+                    self.recalibrate_now(bar.ts, f"ece_drift {ece:.4f}")
         self.recorder.flush()
+        if self.on_bar_done is not None:
+            self.on_bar_done()
+
+    # -- recalibration ---------------------------------------------------------------------------
+    def recalibrate_now(self, at: datetime, reason: str) -> Any:
+        """Refit the calibrator on the monitor's resolved window; applied (one assignment) only
+        if it improves ECE on the held-out newest bars. Every attempt is versioned (file +
+        sha256 + store row) and journalled as `recalibration`. Returns the result."""
+        from daemon.pipeline.monitors import recalibrate
+        from daemon.training.calibration import fit_isotonic, fit_platt
+
+        raw, y = self.calibration.window_arrays()
+        if len(raw) < 20 or self.store is None or self.recal_dir is None:
+            return None
+        fit = fit_isotonic if getattr(self.calibrator, "kind", "") == "isotonic" else fit_platt
+        result = recalibrate(raw, y, self.calibrator, fit, store=self.store,
+                             folder=self.recal_dir, at=at,
+                             artifact_dir=str(getattr(self.arts, "dir", "")))
+        if result.applied:
+            self.calibrator = result.calibrator
+            self.calibration.reset_window()
+        self.recalibrations.append(result)
+        record = {"version": result.version, "applied": result.applied,
+                  "reason": reason, "decision": result.reason,
+                  "ece_before": result.ece_before, "ece_after": result.ece_after,
+                  "path": str(result.path), "sha256": result.sha256}
+        if self.metrics is not None:
+            self.metrics.recalibrations.labels(applied=str(result.applied).lower()).inc()
+        if self.log is not None:
+            self.log.warning("recalibration", **record)
+        self.store.journal("recalibration", at, record)
+        return result
 
     # -- replaying a slice with a candidate model (the adapters' promotion gate) ----------------
     def score_slice(self, model: Any, start: str, end: str) -> dict[str, Any]:
@@ -302,6 +358,7 @@ class Pipeline:
         lat = self.recorder.snapshot()
         return {"bars_decided": self.bars_decided, "forecaster": self._serving.name,
                 "forecaster_path": self._serving.kind, "scorer_path": self.scorer.kind,
+                "neighbour_stats_path": self.nstats.kind,
                 "latency_end_to_end": lat["end_to_end"],
                 "latency_p99_us": {n: s.get("p99_us") for n, s in lat["stages"].items()},
                 **self.recall.snapshot(), **self.calibration.snapshot(),
@@ -313,7 +370,7 @@ class Pipeline:
     def _close_previous(self) -> None:
         """A bar that produced no intent ends at its decision: record its end-to-end then."""
         if not self._e2e_done:
-            self.recorder.end_to_end(self._t0)
+            self.recorder.record(END_TO_END, self._decided_ns - self._t0)
             self._e2e_done = True
 
     def _search(self, q: np.ndarray, ts: datetime) -> tuple[np.ndarray, np.ndarray]:

@@ -124,7 +124,7 @@ def score_inputs(pipe: Any, inputs: SliceInputs, model: Any,
             daily_pnl += position * (bar.close - prev_close) * dp.point_value
         days[day] = days.get(day, 0.0) + returns[i]
         target, _, _ = target_position(float(p_up[i]), float(forecasts[i]),
-                                       float(inputs.sigma[i]), bar.close, dp)
+                                       float(inputs.sigma[i]), bar.close, dp, position)
         intent = intent_for_target(bar.contract, bar.ts, position, target, bar.close)
         if intent is not None:
             cutoff = bar.ts - timedelta(seconds=60)
