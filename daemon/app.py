@@ -68,6 +68,11 @@ class Daemon:
         self._stopping = anyio.Event()
         self._ingest_done = anyio.Event()
         self._register_commands()
+        # issue 4: the per-bar pipeline (None when there is no artifact set at [artifacts].dir)
+        from daemon.pipeline.attach import attach_pipeline
+
+        self.pipeline: Any = None
+        attach_pipeline(self)
 
     # -- kill switch, news, reload, status ------------------------------------------------
     def _engage_kill(self, source: str) -> None:

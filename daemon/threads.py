@@ -22,6 +22,16 @@ def set_env_defaults(blas: int) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def pin_blas(blas: int = 1) -> dict[str, Any]:
+    """Set the env defaults and pin the BLAS/OpenMP pools already loaded (no torch/faiss
+    import: for a daemon that serves no models)."""
+    set_env_defaults(blas)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=blas)
+    return {"blas": blas}
+
+
 def apply_thread_limits(blas: int = 1, torch_threads: int = 1, faiss_threads: int = 1,
                         torch_interop: int = 1) -> dict[str, Any]:
     """Pin BLAS/OpenMP pools (threadpoolctl), torch intra/inter-op threads and FAISS's OpenMP

@@ -11,16 +11,17 @@ records (also every `journal_every_bars` bars, so a fast replay leaves them too)
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from daemon.config import RuntimeConfig
 from daemon.errors import ConfigError
 from daemon.pipeline.decision import DecisionParams
-from daemon.pipeline.latency import LatencyRecorder
-from daemon.pipeline.pipeline import Pipeline, PipelineParams
 from daemon.risk import RiskLimits, load_calendar, parse_session
+
+if TYPE_CHECKING:  # the heavy imports (torch, faiss) happen only when there is a set to serve
+    from daemon.pipeline.pipeline import Pipeline, PipelineParams
 
 
 def limits_from_config(cfg: RuntimeConfig) -> RiskLimits:
@@ -44,6 +45,8 @@ def budgets_from_config(cfg: RuntimeConfig) -> dict[str, float]:
 
 def params_from_config(cfg: RuntimeConfig, arts: Any) -> PipelineParams:
     """Serving parameters from `[pipeline]`, `[limits]`, `[tyler]` and the artifact set."""
+    from daemon.pipeline.pipeline import PipelineParams
+
     pc = cfg.pipeline
     ap = getattr(arts, "params", {}) or {}
     index_params = getattr(getattr(arts, "index", None), "params", None)
@@ -68,17 +71,20 @@ def attach_pipeline(daemon: Any) -> Pipeline | None:
 
     Returns None (and logs `pipeline_disabled`) when `[artifacts].dir` does not exist; raises
     ArtifactError when it exists but does not verify, ConfigError for a bad calendar file."""
-    from daemon.threads import apply_thread_limits
+    from daemon.threads import apply_thread_limits, pin_blas
 
     cfg: RuntimeConfig = daemon.cfg
     log = daemon.log
-    threads = apply_thread_limits(cfg.threads.blas, cfg.threads.torch, cfg.threads.faiss)
-    log.info("threads_set", **threads)
     daemon.pipeline = None
     folder = cfg.path(cfg.artifacts.dir)
     if not folder.exists():
+        log.info("threads_set", **pin_blas(cfg.threads.blas))
         log.warning("pipeline_disabled", reason=f"no artifact set at {folder}")
         return None
+    threads = apply_thread_limits(cfg.threads.blas, cfg.threads.torch, cfg.threads.faiss)
+    log.info("threads_set", **threads)
+    from daemon.pipeline.latency import LatencyRecorder
+    from daemon.pipeline.pipeline import Pipeline
     from daemon.training.artifacts import load_artifact_set
 
     t0 = time.perf_counter()
@@ -86,10 +92,19 @@ def attach_pipeline(daemon: Any) -> Pipeline | None:
     load_calendar_into(daemon, cfg)
     metrics = daemon.metrics
 
+    last_warned: dict[str, float] = {}
+    suppressed: dict[str, int] = {}
+
     def over_budget(stage: str, value_us: float, budget_us: float) -> None:
+        # Counted every time; logged at most once per stage every 10 s (with the count since).
         metrics.pipeline_over_budget.labels(stage=stage).inc()
+        now = time.monotonic()
+        if now - last_warned.get(stage, -1e9) < 10.0:
+            suppressed[stage] = suppressed.get(stage, 0) + 1
+            return
+        last_warned[stage] = now
         log.warning("latency_over_budget", stage=stage, value_us=round(value_us, 1),
-                    budget_us=budget_us)
+                    budget_us=budget_us, suppressed_since_last=suppressed.pop(stage, 0))
 
     def export(stage: str, seconds: float) -> None:
         metrics.pipeline_stage.labels(stage=stage).observe(seconds)
