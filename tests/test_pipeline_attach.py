@@ -23,6 +23,7 @@ def make_daemon(tmp_path: Path, extra: str = "") -> Daemon:
 
 def test_no_artifact_set_means_no_pipeline(tmp_path: Path) -> None:
     daemon = make_daemon(tmp_path, '[artifacts]\ndir = "nowhere"\n')
+    assert daemon.pipeline is None
     assert attach_mod.attach_pipeline(daemon) is None and daemon.pipeline is None
     daemon.store.close()
 
@@ -31,12 +32,12 @@ def test_attach_wires_status_metrics_journal_and_denials(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "arts").mkdir()
     (tmp_path / "cal.csv").write_text("1999-03-10T00:00:00Z,scheduled event\n")
+    monkeypatch.setattr("daemon.training.artifacts.load_artifact_set", lambda _p: small_set())
     daemon = make_daemon(tmp_path, '[artifacts]\ndir = "arts"\n'
                                    '[limits]\ncalendar_file = "cal.csv"\n'
                                    '[pipeline]\nrecall_fraction = 0.5\n')
-    monkeypatch.setattr("daemon.training.artifacts.load_artifact_set", lambda _p: small_set())
-    pipe = attach_mod.attach_pipeline(daemon)
-    assert pipe is not None and daemon.pipeline is pipe
+    pipe = daemon.pipeline  # Daemon.__init__ attached it
+    assert pipe is not None
     assert len(daemon.risk.calendar) == 1
     assert len(daemon.tasks) == 2
     position, denied = 0, 0
