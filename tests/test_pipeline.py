@@ -109,7 +109,7 @@ def test_status_reports_latency_and_fast_paths() -> None:
     replay(pipe, sample_bars()[:200])
     st = pipe.status()
     assert st["forecaster_path"] == "numpy" and st["scorer_path"] == "numpy"
-    assert st["neighbour_stats_path"] == "numpy"
+    assert st["neighbour_stats_path"] == "numpy" and st["calibration_path"] == "scalar"
     assert st["latency_end_to_end"]["count"] == st["bars_decided"] > 100
     assert {"retrieve", "forecast", "score"} <= set(st["latency_p99_us"])
 
@@ -158,3 +158,18 @@ def test_unreadable_model_falls_back_to_torch(kind: str) -> None:
     with torch.no_grad():
         want = float(s.module(torch.ones(1, 4))[0])
     assert s.predict(x) == pytest.approx(want)
+
+
+def test_scalar_calibration_matches_predict_for_both_kinds() -> None:
+    from daemon.pipeline.fastpath import CalibrationPath
+    from daemon.training.calibration import fit_isotonic, fit_platt
+
+    rng = np.random.default_rng(4)
+    p = rng.uniform(0, 1, 400)
+    y = (rng.random(400) < p ** 2).astype(float)
+    for cal in (fit_platt(p, y), fit_isotonic(p, y)):
+        path = CalibrationPath(cal)
+        assert path.kind == "scalar"
+        probe = rng.uniform(0, 1, 100)
+        np.testing.assert_allclose([path(float(v)) for v in probe], cal.predict(probe),
+                                   atol=1e-12)

@@ -281,3 +281,46 @@ class NeighbourStatsFast:
         if self.kind == "numpy":
             return self._fast(dists, outcomes)
         return self.reference(dists, outcomes)
+
+
+# -- calibration -------------------------------------------------------------------------------
+class CalibrationPath:
+    """`calibrator.predict` for one probability as a float, without array round trips: Platt in
+    `math`, isotonic with one scalar `np.interp` on prepared knots. Verified against
+    `predict` on probe values to 1e-12 at construction; otherwise `predict` is used."""
+
+    def __init__(self, calibrator: Any, eps: float = 1e-6) -> None:
+        self.calibrator = calibrator
+        self.kind = "reference"
+        self._eps = eps
+        kind = getattr(calibrator, "kind", None)
+        if kind == "platt":
+            self._a, self._b = float(calibrator.a), float(calibrator.b)
+        elif kind == "isotonic" and len(calibrator.x) > 0:
+            self._x = np.asarray(calibrator.x, dtype=np.float64)
+            self._y = np.asarray(calibrator.y, dtype=np.float64)
+        else:
+            return
+        self._fast = self._platt if kind == "platt" else self._isotonic
+        probe = np.concatenate([np.linspace(0.0, 1.0, 401), [1e-9, 1 - 1e-9, 0.5]])
+        want = np.asarray(calibrator.predict(probe), dtype=np.float64)
+        got = np.array([self._fast(float(p)) for p in probe])
+        if np.all(np.abs(got - want) <= 1e-12):
+            self.kind = "scalar"
+
+    def _clip(self, v: float) -> float:
+        lo, hi = self._eps, 1.0 - self._eps
+        return lo if v < lo else hi if v > hi else v
+
+    def _platt(self, p: float) -> float:
+        q = self._clip(p)
+        z = self._a * math.log(q / (1.0 - q)) + self._b
+        return self._clip(1.0 / (1.0 + math.exp(-z)))
+
+    def _isotonic(self, p: float) -> float:
+        return self._clip(float(np.interp(p, self._x, self._y)))
+
+    def __call__(self, p: float) -> float:
+        if self.kind == "scalar":
+            return self._fast(p)
+        return float(np.asarray(self.calibrator.predict(np.array([p])))[0])

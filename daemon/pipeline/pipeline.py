@@ -30,7 +30,12 @@ from daemon.bars.model import Bar
 from daemon.features import FeatureState
 from daemon.intent import OrderIntent
 from daemon.pipeline.decision import DecisionParams, EwmaVol, target_position
-from daemon.pipeline.fastpath import NeighbourStatsFast, ServingForecaster, TreeScorer
+from daemon.pipeline.fastpath import (
+    CalibrationPath,
+    NeighbourStatsFast,
+    ServingForecaster,
+    TreeScorer,
+)
 from daemon.pipeline.latency import END_TO_END, LatencyRecorder
 from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
 from daemon.pipeline.neighbours import forecaster_input, scorer_row
@@ -132,7 +137,7 @@ class Pipeline:
         self.recorder = recorder or LatencyRecorder()
         self.tyler = arts.tyler
         self.index = arts.index
-        self.calibrator = arts.calibrator
+        self._cal = CalibrationPath(arts.calibrator)
         n_features = len(arts.params.get("feature_names") or ()) or int(self.tyler.dim)
         from daemon.pipeline.neighbours import NEIGHBOUR_STAT_NAMES
 
@@ -167,6 +172,15 @@ class Pipeline:
         self._bars: list[Bar] | None = None
         self._slice_cache: dict[tuple[str, str], Any] = {}
 
+    @property
+    def calibrator(self) -> Any:
+        """The serving calibrator (replaced as a whole by an applied recalibration)."""
+        return self._cal.calibrator
+
+    @calibrator.setter
+    def calibrator(self, calibrator: Any) -> None:
+        self._cal = CalibrationPath(calibrator)  # prepared first, then one assignment
+
     # -- the serving model ---------------------------------------------------------------------
     @property
     def forecaster(self) -> ServingForecaster:
@@ -198,6 +212,7 @@ class Pipeline:
         t0 = rec.start()
         self._after_pending = True
         serving = self._serving  # read once: this bar uses this model throughout
+        cal = self._cal
         st = self.state
         st.mark(bar, self.params.decision.point_value)
         with rec.stage("features"):
@@ -228,7 +243,7 @@ class Pipeline:
         with rec.stage("score"):
             p_raw = self.scorer.proba(scorer_row(feats, nstats, forecast))
         with rec.stage("calibrate"):
-            p_up = float(self.calibrator.predict(np.array([p_raw]))[0])
+            p_up = cal(p_raw)
         with rec.stage("decide"):
             target, edge, reason = target_position(p_up, forecast, sigma, bar.close,
                                                    self.params.decision, st.position)
@@ -358,7 +373,7 @@ class Pipeline:
         lat = self.recorder.snapshot()
         return {"bars_decided": self.bars_decided, "forecaster": self._serving.name,
                 "forecaster_path": self._serving.kind, "scorer_path": self.scorer.kind,
-                "neighbour_stats_path": self.nstats.kind,
+                "neighbour_stats_path": self.nstats.kind, "calibration_path": self._cal.kind,
                 "latency_end_to_end": lat["end_to_end"],
                 "latency_p99_us": {n: s.get("p99_us") for n, s in lat["stages"].items()},
                 **self.recall.snapshot(), **self.calibration.snapshot(),
