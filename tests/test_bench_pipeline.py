@@ -8,7 +8,7 @@ from daemon.cli import build_parser
 
 def test_bench_pipeline_smoke() -> None:
     r = run_bench(index_size=3000, dim=64, n_bars=420, data="sample:sp500", naive_bars=100,
-                  ef_search=64, hnsw_m=16, cache=None)
+                  ef_search=64, hnsw_m=16, cache=None, base_bars=600, scorer_iterations=20)
     for key in ("p50_us", "p99_us", "p999_us"):
         assert r["end_to_end"][key] > 0
         assert all(s[key] > 0 for s in r["stages"].values())

@@ -58,7 +58,7 @@ def _bars(source: str, n_needed: int) -> list[Any]:
     return out
 
 
-def timer_overhead_ns(n: int = 200_000) -> float:
+def timer_overhead_ns(n: int = 100_000) -> float:
     """Cost of one `with recorder.stage(...)` block (two perf_counter_ns + an append)."""
     from daemon.pipeline.latency import LatencyRecorder
 
@@ -175,7 +175,8 @@ def naive_path(arts: Any, bars: list[Any], params: Any, limits: Any,
 
 def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: int,
               ef_search: int, hnsw_m: int, cache: Path | None, kind: str = "hnsw",
-              progress: Any = None) -> dict[str, Any]:
+              progress: Any = None, base_bars: int = 5031,
+              scorer_iterations: int = 100) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring)."""
     from daemon.threads import apply_thread_limits
 
@@ -193,11 +194,12 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
         raise BenchError(f"--dim must be a multiple of {d} (features per bar), got {dim}")
     window = dim // d
     all_bars = _bars(data, n_bars + naive_bars)
-    base_bars = all_bars[: min(len(all_bars), 5031)]
+    base = all_bars[: min(len(all_bars), base_bars)]
     t0 = time.perf_counter()
     say(f"building the artifact set (index {index_size} x {dim}, {kind}) ...")
-    arts = quick_artifact_set(base_bars, window=window, k=20, kind=kind, index_size=index_size,
-                              ef_search=ef_search, hnsw_m=hnsw_m, cache_dir=cache)
+    arts = quick_artifact_set(base, window=window, k=20, kind=kind, index_size=index_size,
+                              ef_search=ef_search, hnsw_m=hnsw_m, cache_dir=cache,
+                              scorer_iterations=scorer_iterations)
     build_s = time.perf_counter() - t0
     say(f"artifact set ready in {build_s:.1f} s")
     limits = RiskLimits(max_order_size=2, max_position=4, max_daily_loss=0.0,
@@ -230,7 +232,7 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
     # Recall@10 and speed-up on real query windows (the last ones the pipeline saw).
     from daemon.bench.quickset import real_windows
 
-    rw = real_windows(base_bars, window)
+    rw = real_windows(base, window)
     vecs = rw["vectors"][np.all(np.isfinite(rw["vectors"]), axis=1)]
     rng = np.random.default_rng(0)
     q_idx = rng.choice(len(vecs), size=min(200, len(vecs)), replace=False)

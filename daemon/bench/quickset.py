@@ -116,12 +116,14 @@ def quick_artifact_set(bars: list[Bar], *, window: int = 8, k: int = 20, kind: s
     model = Forecaster(ForecasterSpec(n_inputs=x.shape[1]))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))
     model.set_scaling(xt, yt)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # A few plain gradient steps (no torch.optim: it imports torch._dynamo, seconds of start-up)
+    params = list(model.parameters())
     for _ in range(30):
-        opt.zero_grad()
         loss = torch.mean((model(xt) - yt) ** 2)
-        loss.backward()
-        opt.step()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p -= 0.05 * g
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
