@@ -59,6 +59,18 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=report)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from daemon.training.cli import add_train_parser
+
+    add_train_parser(sub)
+
+
+def _add_gates(sub: argparse._SubParsersAction) -> None:
+    from daemon.training.cli import add_gates_parser
+
+    add_gates_parser(sub)
+
+
 # --- `anchord bench pipeline` (issue 4) ---
 def _bench_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """The `bench` command's own sub-commands (created by whichever bench is added first)."""
@@ -109,7 +121,9 @@ def _add_bench_pipeline(sub: argparse._SubParsersAction) -> None:
 
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_report,
-                                                               _add_venue, _add_bench_pipeline]
+                                                               _add_venue]
+COMMANDS += [_add_train, _add_gates]
+COMMANDS += [_add_bench_pipeline]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -192,12 +192,13 @@ class TrainingSection:
     catboost_learning_rate: float = setting(0.03, check=between(1e-4, 1.0))
     catboost_l2: float = setting(10.0, check=at_least(0.0))
     forecaster_hidden: list[int] = setting([64, 32], check=non_empty)
-    forecaster_epochs: int = setting(15, check=at_least(1))
+    forecaster_epochs: int = setting(3, check=at_least(1),
+                                   doc="few epochs: a longer fit overfits the noise")
     forecaster_lr: float = setting(1e-3, check=between(1e-6, 1.0))
     forecaster_batch: int = setting(128, check=at_least(1))
     forecaster_weight_decay: float = setting(1e-3, check=at_least(0.0))
-    strategy_band: float = setting(0.0, check=between(0.0, 0.5),
-                                   doc="no position while |p - 0.5| <= band")
+    strategy_band: float = setting(0.005, check=between(0.0, 0.5),
+                                   doc="no position while |p - base rate| <= band")
     stress_days: list[str] = setting(_DEFAULT_STRESS_DAYS, check=_dated_entries(2),
                                      doc='"YYYY-MM-DD taxonomy_label" named stress days')
     stress_worst_days: int = setting(8, check=at_least(0), doc="rule: N worst daily returns")
@@ -210,11 +211,11 @@ class TrainingSection:
 @dataclass(frozen=True)
 class QualityGatesSection:
     min_auc: float = setting(0.51, check=between(0.0, 1.0))
-    max_ece: float = setting(0.05, check=between(0.0, 1.0))
+    max_ece: float = setting(0.02, check=between(0.0, 1.0))
     min_ann_recall: float = setting(0.90, check=between(0.0, 1.0))
     min_ann_speedup: float = setting(2.0, check=at_least(0.0))
     speedup_min_vectors: int = setting(100_000, check=at_least(1))
-    max_worst_path_drawdown: float = setting(0.60, check=between(0.0, 1.0))
+    max_worst_path_drawdown: float = setting(0.55, check=between(0.0, 1.0))
 
 
 @dataclass(frozen=True)

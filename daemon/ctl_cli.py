@@ -27,6 +27,8 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     n = csub.add_parser("news", help="mark a news event: embargo orders around it")
     n.add_argument("ts", help="ISO time of the news event")
     csub.add_parser("reload", help="re-read runtime.toml (same as SIGHUP)")
+    csub.add_parser("rollback-artifacts",
+                    help="swap to the previous artifact set under [artifacts].dir")
     p.set_defaults(func=run_ctl)
 
 
