@@ -77,3 +77,28 @@ def test_attach_wires_status_metrics_journal_and_denials(tmp_path: Path,
     assert daemon.reload("test")
     assert pipe.limits.max_position == 1 and pipe.params.decision.max_position == 1
     daemon.store.close()
+
+
+REAL_SET = Path("/work/wt/artifacts-sp500")
+
+
+@pytest.mark.skipif(not (REAL_SET / "manifest.json").is_file(),
+                    reason="no trained artifact set at /work/wt/artifacts-sp500")
+def test_daemon_serves_a_trained_artifact_set(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, f'[artifacts]\ndir = "{REAL_SET}"\n'
+                                   '[pipeline]\nrecall_fraction = 0.2\n')
+    pipe = daemon.pipeline
+    assert pipe is not None and pipe.forecaster.kind == "numpy" and pipe.scorer.kind == "numpy"
+    from daemon.pipeline.pipeline import load_bars
+
+    rows = []
+    for bar in load_bars("sample:sp500", "CON.F.US.EP.Z26")[3500:3800]:  # after train_end
+        d = pipe.decide(bar)
+        if d is not None:
+            rows.append(d)
+        pipe.after_bar()
+    assert len(rows) > 200 and all(0.0 < d.p_up < 1.0 for d in rows)
+    assert pipe.recall.recall is not None and pipe.recall.recall > 0.9
+    out = pipe.score_slice(pipe.arts.forecaster, *pipe.arts.slices["stress_2018_02"])
+    assert out["bars"] > 5 and out["mdd"] <= 0
+    daemon.store.close()

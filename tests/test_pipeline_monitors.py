@@ -75,7 +75,7 @@ def test_recall_monitor_samples_a_fraction_and_measures_recall() -> None:
     rng = np.random.default_rng(2)
     base = rng.normal(size=(500, 8)).astype(np.float32)
 
-    def exact(q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def exact(q: np.ndarray, k: int, _visible: int | None = None) -> tuple:
         d = ((base - q) ** 2).sum(1)
         ids = np.argsort(d)[:k]
         return d[ids][None], ids[None]

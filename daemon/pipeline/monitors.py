@@ -39,7 +39,9 @@ def ece_of(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
 
 
 # -- ANN recall ----------------------------------------------------------------------------------
-ExactSearch = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+# exact_search(query (1×D), k, visible) — `visible` None, or the number of stored ids (a prefix)
+# the ANN query was restricted to (outcomes realised by the query's time).
+ExactSearch = Callable[[np.ndarray, int, int | None], tuple[np.ndarray, np.ndarray]]
 
 
 class RecallMonitor:
@@ -55,29 +57,32 @@ class RecallMonitor:
         self.exact_ns: deque[int] = deque(maxlen=window)
         self.queries = 0
         self.checked = 0
-        self._pending: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, int, int | None]] = []
 
-    def offer(self, query: np.ndarray, ann_ids: np.ndarray, ann_ns: int) -> None:
+    def offer(self, query: np.ndarray, ann_ids: np.ndarray, ann_ns: int,
+              visible: int | None = None) -> None:
         """Called for every ANN query (cheap): keeps a copy of every n-th one for `drain`."""
         self.queries += 1
         if self.every and self.queries % self.every == 0:
             self._pending.append((np.array(query, copy=True), np.array(ann_ids, copy=True),
-                                  int(ann_ns)))
+                                  int(ann_ns), visible))
 
     def drain(self) -> int:
         """Answer the kept queries exactly and update the rolling figures; returns how many."""
         done = 0
         while self._pending:
-            query, ann_ids, ann_ns = self._pending.pop()
-            self.check(query, ann_ids, ann_ns)
+            query, ann_ids, ann_ns, visible = self._pending.pop()
+            self.check(query, ann_ids, ann_ns, visible)
             done += 1
         return done
 
-    def check(self, query: np.ndarray, ann_ids: np.ndarray, ann_ns: int) -> float:
-        """Recall@k of one ANN answer against exact search (also timed); returns it."""
+    def check(self, query: np.ndarray, ann_ids: np.ndarray, ann_ns: int,
+              visible: int | None = None) -> float:
+        """Recall@k of one ANN answer against exact search over the same candidates (also
+        timed); returns it."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         t0 = time.perf_counter_ns()
-        _, exact_ids = self.exact_search(q, self.k)
+        _, exact_ids = self.exact_search(q, self.k, visible)
         exact_ns = time.perf_counter_ns() - t0
         truth = {int(i) for i in np.asarray(exact_ids).ravel()[: self.k] if i >= 0}
         got = {int(i) for i in np.asarray(ann_ids).ravel()[: self.k] if i >= 0}

@@ -233,9 +233,9 @@ class Pipeline:
         with rec.stage("retrieve"):
             q = index_vector(np.stack(st.window))
             t_ann = rec.start()
-            dist, ids = self._search(q, bar.ts)
+            dist, ids, visible = self._search(q, bar.ts)
             ann_ns = rec.start() - t_ann
-        self.recall.offer(q, ids[0], ann_ns)
+        self.recall.offer(q, ids[0], ann_ns, visible)
         with rec.stage("neighbours"):
             nstats = self.nstats(dist[0], self.index.neighbour_outcomes(ids[0]))
         with rec.stage("forecast"):
@@ -388,14 +388,20 @@ class Pipeline:
             self.recorder.record(END_TO_END, self._decided_ns - self._t0)
             self._e2e_done = True
 
-    def _search(self, q: np.ndarray, ts: datetime) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, q: np.ndarray, ts: datetime) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """(dists, ids, visible): `visible` is the id prefix searched when replaying history
+        (only outcomes realised by the bar's time), None when everything is visible."""
         epoch = int(ts.timestamp())
         if epoch < self._realised_max:  # replaying history: only outcomes known by then
-            return self.index.search(q, self.params.k, realised_by=epoch)
-        return self.index.search(q, self.params.k)
+            dist, ids = self.index.search(q, self.params.k, realised_by=epoch)
+            return dist, ids, int(self.index.visible(epoch))
+        dist, ids = self.index.search(q, self.params.k)
+        return dist, ids, None
 
-    def _exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search over the same stored vectors (a flat index built once, lazily)."""
+    def _exact(self, q: np.ndarray, k: int,
+               visible: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the same stored vectors (a flat index built once, lazily),
+        restricted to the first `visible` ids when the ANN query was."""
         if self._exact_index is None:
             import faiss
 
@@ -403,7 +409,15 @@ class Pipeline:
             flat = faiss.IndexFlatL2(inner.d)
             flat.add(inner.reconstruct_n(0, inner.ntotal))
             self._exact_index = flat
-        return self._exact_index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if visible is None:
+            return self._exact_index.search(q, k)
+        import faiss
+
+        if visible <= 0:
+            return np.full((1, k), np.inf, np.float32), np.full((1, k), -1, np.int64)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, int(visible)))
+        return self._exact_index.search(q, k, params=params)
 
     def _deny(self, intent: OrderIntent, verdict: Verdict, bar: Bar) -> None:
         if self.metrics is not None:
