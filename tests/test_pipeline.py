@@ -173,3 +173,13 @@ def test_scalar_calibration_matches_predict_for_both_kinds() -> None:
         probe = rng.uniform(0, 1, 100)
         np.testing.assert_allclose([path(float(v)) for v in probe], cal.predict(probe),
                                    atol=1e-12)
+
+
+def test_scalar_platt_survives_extreme_slopes() -> None:
+    from daemon.pipeline.fastpath import CalibrationPath
+    from daemon.training.calibration import Calibrator
+
+    cal = Calibrator("platt", a=80.0, b=-5.0)
+    path = CalibrationPath(cal)
+    for p in (0.0, 1e-9, 0.2, 0.5, 0.9, 1.0):
+        assert path(p) == pytest.approx(float(cal.predict(np.array([p]))[0]), abs=1e-12)

@@ -105,3 +105,27 @@ def test_thread_limits_are_applied() -> None:
         assert all(p["num_threads"] == 1 for p in got["pools"])
     finally:
         torch.set_num_threads(before)
+
+
+def test_pipeline_recalibrates_on_ece_drift_and_audits_it(tmp_path: Path) -> None:
+    from daemon.pipeline.pipeline import Pipeline, PipelineParams
+    from daemon.risk import RiskLimits
+    from daemon.pipeline.pipeline import load_bars
+    from tests.pipeline_support import replay, small_set
+
+    store = Store(tmp_path / "store.sqlite")
+    pipe = Pipeline(small_set(), PipelineParams(ece_target=0.0001, ece_min_samples=40,
+                                                ece_window=60), RiskLimits(), store=store)
+    pipe.recal_dir = tmp_path / "calibration"
+    original = pipe.calibrator
+    replay(pipe, load_bars("sample:sp500", "CON.F.US.EP.Z26")[700:1100])  # out of sample
+    rows = store.recalibrations()
+    assert rows and [r["version"] for r in rows] == list(range(1, len(rows) + 1))
+    assert all(verify_recalibration(r) for r in rows)
+    journal = store.journal_rows("recalibration")
+    assert [j["version"] for j in journal] == [r["version"] for r in rows]
+    applied = [r for r in rows if r["applied"]]
+    assert (pipe.calibrator is not original) == bool(applied)
+    for r in applied:
+        assert r["ece_after"] < r["ece_before"]
+    store.close()

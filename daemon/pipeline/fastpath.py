@@ -315,6 +315,8 @@ class CalibrationPath:
     def _platt(self, p: float) -> float:
         q = self._clip(p)
         z = self._a * math.log(q / (1.0 - q)) + self._b
+        if z < -700.0:  # exp would overflow; the reference gives 0 here, clipped to eps
+            return self._eps
         return self._clip(1.0 / (1.0 + math.exp(-z)))
 
     def _isotonic(self, p: float) -> float:
