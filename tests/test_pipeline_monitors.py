@@ -108,9 +108,8 @@ def test_thread_limits_are_applied() -> None:
 
 
 def test_pipeline_recalibrates_on_ece_drift_and_audits_it(tmp_path: Path) -> None:
-    from daemon.pipeline.pipeline import Pipeline, PipelineParams
+    from daemon.pipeline.pipeline import Pipeline, PipelineParams, load_bars
     from daemon.risk import RiskLimits
-    from daemon.pipeline.pipeline import load_bars
     from tests.pipeline_support import replay, small_set
 
     store = Store(tmp_path / "store.sqlite")
