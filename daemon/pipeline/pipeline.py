@@ -44,7 +44,7 @@ from daemon.pipeline.tyler import tyler_incremental, whiten
 from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
 
 STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "calibrate",
-          "decide")
+          "decide", "gate")
 _EMPTY_SNAPSHOT = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
 
 
@@ -259,11 +259,12 @@ class Pipeline:
         """Run the risk gate on an intent built from this bar's decision; a denial is logged,
         counted and journalled. The first check of a bar closes its end-to-end latency."""
         st = self.state
-        now = bar.ts if self.params.replay or self.clock is None else self.clock.now()
-        snapshot = self.risk.snapshot() if self.risk is not None else _EMPTY_SNAPSHOT
-        ref = st.ref_close if math.isfinite(st.ref_close) else 0.0
-        market = MarketView(now, bar.ts, ref, st.daily_pnl, st.orders_last_minute(now))
-        verdict = gate(intent, snapshot, self.limits, market)
+        with self.recorder.stage("gate"):
+            now = bar.ts if self.params.replay or self.clock is None else self.clock.now()
+            snapshot = self.risk.snapshot() if self.risk is not None else _EMPTY_SNAPSHOT
+            ref = st.ref_close if math.isfinite(st.ref_close) else 0.0
+            market = MarketView(now, bar.ts, ref, st.daily_pnl, st.orders_last_minute(now))
+            verdict = gate(intent, snapshot, self.limits, market)
         if not self._e2e_done and self._pending_bar is bar:
             self.recorder.end_to_end(self._t0)
             self._e2e_done = True
