@@ -10,6 +10,7 @@ enlarged to any size with vectors drawn from the fitted distribution of the real
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -74,19 +75,26 @@ def cached_index(vectors: np.ndarray, outcomes: np.ndarray, params: IndexParams,
     (index, loaded_from_cache)."""
     if cache_dir is None:
         return build_index(vectors, outcomes, params), False
+    # efSearch is a search-time knob: the cache key uses the default so one build serves all.
+    build_params = dataclasses.replace(params, hnsw_ef_search=IndexParams.hnsw_ef_search)
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(vectors).tobytes())
     h.update(np.ascontiguousarray(outcomes).tobytes())
-    h.update(repr(sorted(params.__dict__.items())).encode())
+    h.update(repr(sorted(build_params.__dict__.items())).encode())
     folder = cache_dir / f"{params.kind}-{len(vectors)}x{vectors.shape[1]}-{h.hexdigest()[:16]}"
+    index, loaded = None, False
     if (folder / "index.json").is_file():
         try:
-            return NeighbourIndex.load(folder), True
+            index, loaded = NeighbourIndex.load(folder), True
         except (OSError, ValueError):
-            pass
-    index = build_index(vectors, outcomes, params)
-    index.save(folder)
-    return index, False
+            index = None
+    if index is None:
+        index = build_index(vectors, outcomes, build_params)
+        index.save(folder)
+    index.params = params
+    if params.kind == "hnsw":
+        index.index.hnsw.efSearch = params.hnsw_ef_search
+    return index, loaded
 
 
 def quick_artifact_set(bars: list[Bar], *, window: int = 8, k: int = 20, kind: str = "hnsw",
