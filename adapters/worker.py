@@ -94,6 +94,7 @@ class _Pending:
     cycle: int
     decision: str
     model: Forecaster | None
+    served: Any
     state: dict[str, torch.Tensor] | None
     version: str | None
     audit_id: str
@@ -110,7 +111,8 @@ class UpdateWorker:
                  slices: dict[str, tuple[str, str]] | None = None,
                  events: Callable[[str, dict[str, Any]], None] | None = None,
                  alert: Callable[[str, dict[str, Any]], None] | None = None,
-                 deterministic: Callable[[], bool] | bool = False) -> None:
+                 deterministic: Callable[[], bool] | bool = False,
+                 prepare: Callable[[Forecaster, str | None], Any] | None = None) -> None:
         adapters_cfg, promotion_cfg = _sections(cfg)
         self.settings = WorkerSettings.from_mapping(adapters_cfg)
         self.update_settings = UpdateSettings.from_mapping(adapters_cfg)
@@ -120,6 +122,9 @@ class UpdateWorker:
         self.audit = audit
         self.score_slice = score_slice
         self.swap = swap
+        # prepare(model, version) -> what `swap` takes (e.g. the pipeline's fast serving form);
+        # it runs off the event loop for candidates, so the swap itself is one assignment.
+        self.prepare = prepare or (lambda model, version: model)
         self.clock = clock
         self.slices = dict(slices or {})
         self.events = events or (lambda kind, payload: None)
@@ -154,9 +159,11 @@ class UpdateWorker:
         self.model = build_serving_model(base_model, self.active_state, rank, alpha)
         self.previous: Forecaster | None = None
         self.previous_version: str | None = None
+        self.previous_served: Any = None
         self.anchors = anchors.with_teacher(lambda x: _predict(self.model, x)) \
             if self.active_state is not None else anchors
-        swap(self.model)
+        self.served = self.prepare(self.model, self.active_version)
+        swap(self.served)
 
     # -- settings ---------------------------------------------------------------------------
     def apply_config(self, cfg: Any) -> None:
@@ -328,7 +335,8 @@ class UpdateWorker:
         record["version"] = version
         rec = self._finish(record, cycle, decision, gate.reason, seconds=t0, figures=cand_fig)
         if decision in (PROMOTE, "shadow"):
-            self._pending.append(_Pending(cycle, decision, candidate, state, version,
+            served = await anyio.to_thread.run_sync(self.prepare, candidate, version)
+            self._pending.append(_Pending(cycle, decision, candidate, served, state, version,
                                           rec["id"] if rec else "",
                                           cand_fig.get("output_drift"), cand_fig))
 
@@ -424,9 +432,11 @@ class UpdateWorker:
                                               "reason": str(err)})
             return
         self.previous, self.previous_version = self.model, self.active_version
+        self.previous_served = self.served
         self.model, self.active_version, self.active_state = p.model, p.version, p.state
+        self.served = p.served
         t0 = time.perf_counter_ns()
-        self.swap(p.model)
+        self.swap(p.served)
         pause_us = (time.perf_counter_ns() - t0) / 1000
         # The teacher cache follows the deployed checkpoint (re-hashed); the base one is kept.
         self.anchors = self.base_anchors.with_teacher(lambda x: _predict(self.model, x))
@@ -495,6 +505,7 @@ class UpdateWorker:
         target = self.registry.rollback(to=to, reason=reason)
         if to is None and self.previous is not None and target == self.previous_version:
             model, state = self.previous, self.active_state_of(target)
+            served = self.previous_served
         else:
             state = self.active_state_of(target)
             meta = self.registry.meta(target) if target else None
@@ -502,9 +513,12 @@ class UpdateWorker:
                                         int(meta["rank"]) if meta else self.update_settings.rank,
                                         float(meta["alpha"]) if meta
                                         else self.update_settings.alpha)
+            served = self.prepare(model, target)
         self.previous, self.previous_version = self.model, left
+        self.previous_served = self.served
         self.model, self.active_version, self.active_state = model, target, state
-        self.swap(model)
+        self.served = served
+        self.swap(served)
         self.anchors = self.base_anchors.with_teacher(lambda x: _predict(self.model, x)) \
             if state is not None else self.base_anchors
         self._monitor = None

@@ -20,6 +20,8 @@ import math
 from collections import deque
 from typing import Any
 
+import numpy as np
+
 from adapters.audit import AuditLog
 from adapters.registry import AdapterRegistry, RegistryError
 from adapters.worker import UpdateWorker
@@ -38,19 +40,31 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     if base is None or anchors is None:
         daemon.log.info("adapters_not_attached", reason="no pipeline / artifact set loaded")
         return None
-    slices = slices if slices is not None else dict(getattr(arts, "slices", {}) or {})
+    if slices is None:  # the gate replays the stress slices (plus the drift hold-out)
+        slices = {k: v for k, v in (getattr(arts, "slices", {}) or {}).items()
+                  if k.startswith("stress")}
     score_slice = score_slice or getattr(pipe, "score_slice", None)
-    made: dict[str, UpdateWorker] = {}
     if swap is None:
-        def swap(model: Any) -> None:
-            w = made.get("worker")
-            pipe.swap_forecaster(model, f"adapter:{(w and w.active_version) or 'base'}")
+        def swap(served: Any) -> None:
+            pipe.swap_forecaster(served)
+            _record_inputs(pipe, box)
+
+    def prepare(model: Any, version: str | None) -> Any:
+        # The pipeline's serving form (numpy fast path), built off the event loop for
+        # candidates, so that the swap between two bars is one reference assignment.
+        try:
+            from daemon.pipeline.fastpath import ServingForecaster
+        except ImportError:
+            return model
+        return ServingForecaster(model, f"adapter:{version or 'base'}")
+
     params = getattr(arts, "params", {}) or {}
     horizon = int(horizon or params.get("horizon", 1))
     cfg = daemon.cfg
     store = daemon.store
     registry = AdapterRegistry(daemon.state_dir / "adapters", base)
     audit = AuditLog(daemon.state_dir / "audit", on_append=store.index_audit)
+    box: dict[str, Any] = {}
 
     def events(kind: str, payload: dict[str, Any]) -> None:
         level = "warning" if kind in ("rollback", "adapter_refused", "promotion_refused") \
@@ -65,24 +79,29 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
 
     worker = UpdateWorker(cfg, base, anchors, registry, audit, score_slice, swap, daemon.clock,
                           slices=slices, events=events, alert=alert,
-                          deterministic=lambda: daemon.cfg.data.pace <= 0)
-
-    made["worker"] = worker
-    pending: deque[tuple[Any, float, str]] = deque()
+                          deterministic=lambda: daemon.cfg.data.pace <= 0,
+                          prepare=prepare if pipe is not None else None)
+    # Rows wait here until their label (log return over `horizon` bars) is realised.
+    pending: deque[tuple[Any, float, str, int]] = deque()
+    prev: dict[str, Any] = {"idx": 0, "close": None, "date": None}
 
     async def before(bar: Any) -> None:
+        # Runs first in each bar: the forecaster input of the previous bar (whatever handler
+        # decided it) becomes a pending row; rows whose horizon has passed feed the worker;
+        # then finished cycles are applied (the swap happens here, between two bars).
+        idx = prev["idx"] + 1
+        x = getattr(pipe, "last_forecaster_input", None) if hasattr(
+            pipe, "last_forecaster_input") else box.pop("x", None)
+        if x is not None and prev["close"] is not None:
+            pending.append((x, prev["close"], prev["date"], prev["idx"]))
+        while pending and pending[0][3] <= idx - horizon:
+            row, close0, date0, i0 = pending.popleft()
+            if i0 == idx - horizon:
+                worker.on_bar(row, math.log(float(bar.close) / close0), ts=date0)
+        prev.update(idx=idx, close=float(bar.close), date=bar.ts.date().isoformat())
         await worker.before_bar()
 
-    async def after(bar: Any) -> None:
-        row = getattr(pipe, "last_forecaster_input", None)
-        if row is not None:
-            pending.append((row, float(bar.close), bar.ts.date().isoformat()))
-        if len(pending) > horizon:
-            x, close0, ts0 = pending.popleft()
-            worker.on_bar(x, math.log(float(bar.close) / close0), ts=ts0)
-
     daemon.ingest.handlers.insert(0, before)
-    daemon.ingest.handlers.append(after)
     daemon.tasks.append(worker.run)
     daemon.status_providers["adapters"] = worker.status
     daemon.reload_hooks.append(lambda new_cfg, _changes: worker.apply_config(new_cfg))
@@ -110,3 +129,19 @@ def _metrics(daemon: Any, kind: str, payload: dict[str, Any]) -> None:
                 gauge.set(value)
     elif kind == "rollback":
         daemon.metrics.adapter_rollbacks.inc()
+
+
+def _record_inputs(pipe: Any, box: dict[str, Any]) -> None:
+    """Keep a copy of the forecaster input of each served prediction in `box["x"]` (used when
+    the pipeline does not expose `last_forecaster_input`)."""
+    serving = getattr(pipe, "forecaster", None)
+    if serving is None or getattr(serving, "_anchord_recording", False):
+        return
+    predict = serving.predict
+
+    def recording(x: Any) -> float:
+        box["x"] = np.array(x, dtype=np.float32, copy=True)
+        return predict(x)
+
+    serving.predict = recording
+    serving._anchord_recording = True

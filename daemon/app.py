@@ -68,6 +68,11 @@ class Daemon:
         self._stopping = anyio.Event()
         self._ingest_done = anyio.Event()
         self._register_commands()
+        # issue 4: the per-bar pipeline (None when there is no artifact set at [artifacts].dir)
+        from daemon.pipeline.attach import attach_pipeline
+
+        self.pipeline: Any = None
+        attach_pipeline(self)
         # Continual adapter updates (issue 6): needs the pipeline (attach it before this line).
         if getattr(self, "pipeline", None) is not None:
             from daemon.adapters_attach import attach_adapters

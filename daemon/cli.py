@@ -81,6 +81,10 @@ def _add_bench_update(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--windows", type=int, default=10, help="consecutive drift windows")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--quick", action="store_true", help="fewer frontier points and samples")
+    p.add_argument("--artifacts", default=None,
+                   help="artifact set to use (default: [artifacts].dir when it holds one; "
+                        "otherwise a minimal base is built from --data)")
+    p.add_argument("--config", default="runtime.toml", help="path to runtime.toml")
 
     def bench_update(args: argparse.Namespace) -> int:
         from daemon.bench.update import run_bench_update
@@ -100,11 +104,60 @@ def _add_gates(sub: argparse._SubParsersAction) -> None:
     add_gates_parser(sub)
 
 
+# --- `anchord bench pipeline` (issue 4) ---
+def _bench_subparsers(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The `bench` command's own sub-commands (created by whichever bench is added first)."""
+    bench = sub.choices.get("bench")
+    if bench is None:
+        bench = sub.add_parser("bench", help="benchmarks (pipeline, submit, update)")
+        bench.set_defaults(_bench_sub=bench.add_subparsers(dest="bench", required=True,
+                                                            metavar="BENCH"))
+    return bench.get_default("_bench_sub")
+
+
+def _add_bench_pipeline(sub: argparse._SubParsersAction) -> None:
+    p = _bench_subparsers(sub).add_parser(
+        "pipeline", help="per-bar pipeline latency, ANN recall, naive-path ratio (one thread)")
+    p.add_argument("--index-size", type=int, default=100_000, help="vectors in the index")
+    p.add_argument("--dim", type=int, default=64, help="ANN vector dimension (8 x window)")
+    p.add_argument("--bars", type=int, default=5000, help="bars to time (the sample repeats)")
+    p.add_argument("--data", default="sample:sp500", help="bar source (sample or file)")
+    p.add_argument("--naive-bars", type=int, default=600, help="bars for the naive path")
+    p.add_argument("--ef-search", type=int, default=64, help="HNSW efSearch")
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW M")
+    p.add_argument("--kind", default="hnsw", choices=("hnsw", "ivf", "flat"))
+    p.add_argument("--cache", default=None,
+                   help="index cache folder (default ~/.cache/anchord/bench; 'none' = off)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    def bench_pipeline(args: argparse.Namespace) -> int:
+        import os
+        from pathlib import Path
+
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+        import orjson
+
+        from daemon.bench.pipeline import format_text, run_bench
+
+        cache = (None if args.cache == "none" else Path(args.cache).expanduser() if args.cache
+                 else Path.home() / ".cache" / "anchord" / "bench")
+        progress = None if args.json else (lambda msg: print(msg, file=sys.stderr))
+        result = run_bench(index_size=args.index_size, dim=args.dim, n_bars=args.bars,
+                           data=args.data, naive_bars=args.naive_bars, ef_search=args.ef_search,
+                           hnsw_m=args.hnsw_m, cache=cache, kind=args.kind, progress=progress)
+        print(orjson.dumps(result).decode() if args.json else format_text(result))
+        return 0
+
+    p.set_defaults(func=bench_pipeline)
+
+
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_ctl, _add_report,
                                                                _add_venue]
 COMMANDS += [_add_train, _add_gates]
 COMMANDS += [_add_audit, _add_bench_update]
+COMMANDS += [_add_bench_pipeline]
 
 
 def build_parser() -> argparse.ArgumentParser:

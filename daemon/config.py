@@ -299,6 +299,81 @@ class ArtifactsSection:
                        doc="artifact set the daemon loads (a set, or a root with current/)")
 
 
+# --- [pipeline] [limits] [threads] (issue 4) ---
+def _sessions_check(value: list[str]) -> str | None:
+    from daemon.risk import parse_session
+
+    for item in value:
+        try:
+            parse_session(item)
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+def _budgets_check(value: list[str]) -> str | None:
+    for item in value:
+        name, sep, num = item.partition("=")
+        try:
+            ok = bool(sep and name.strip() and float(num) > 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"expected entries like 'retrieve=500' (stage=µs), got {item!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    min_edge: float = setting(0.04, reloadable=True, check=between(0.0, 1.0),
+                              doc="|2·p_up−1| below this → flat")
+    full_edge: float = setting(0.3, reloadable=True, check=between(0.0, 1.0),
+                               doc="edge at which the position reaches the volatility target")
+    vol_target: float = setting(2000.0, reloadable=True, check=at_least(0.0),
+                                doc="target P&L std per bar at full edge (currency)")
+    point_value: float = setting(50.0, check=at_least(0.0), doc="currency per point per contract")
+    vol_halflife_bars: float = setting(20.0, check=at_least(1.0))
+    stage_budgets_us: list[str] = setting(
+        ["end_to_end=1000", "retrieve=500", "forecast=150", "score=150"], reloadable=True,
+        check=_budgets_check, doc="stage=µs; a sample over its budget logs a warning",
+    )
+    latency_log_interval_s: float = setting(60.0, reloadable=True, check=at_least(1.0))
+    recall_fraction: float = setting(0.01, reloadable=True, check=between(0.0, 1.0),
+                                     doc="fraction of queries also answered by exact search")
+    recall_window: int = setting(200, check=at_least(1))
+    ece_window: int = setting(250, check=at_least(10))
+    ece_target: float = setting(0.08, reloadable=True, check=between(0.0, 1.0))
+    ece_min_samples: int = setting(100, check=at_least(10))
+    recalibrate: bool = setting(True, reloadable=True,
+                                doc="refit the calibrator on ece_drift (applied only if better)")
+    tyler_every: int = setting(1, check=at_least(0),
+                               doc="update the live Tyler shape every N bars (0 = never)")
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_order_size: int = setting(2, reloadable=True, check=at_least(1))
+    max_position: int = setting(4, reloadable=True, check=at_least(0))
+    max_daily_loss: float = setting(5000.0, reloadable=True, check=at_least(0.0),
+                                    doc="currency; 0 = off; reducing orders still pass")
+    sessions: list[str] = setting([], reloadable=True, check=_sessions_check,
+                                  doc="'Mon-Fri 13:30-20:00' (UTC); empty = always open")
+    stale_bar_s: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                                 doc="deny when the bar is older than this (0 = off)")
+    max_price_deviation: float = setting(0.1, reloadable=True, check=at_least(0.0),
+                                         doc="fraction from the last bar's close (0 = off)")
+    max_orders_per_minute: int = setting(5, reloadable=True, check=at_least(0))
+    calendar_file: str = setting("", reloadable=True,
+                                 doc="scheduled events, one 'ISO-time[,name]' per line")
+
+
+@dataclass(frozen=True)
+class ThreadsSection:
+    blas: int = setting(1, check=at_least(1), doc="OpenBLAS/MKL/OpenMP pool size")
+    torch: int = setting(1, check=at_least(1))
+    faiss: int = setting(1, check=at_least(1))
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     daemon: DaemonSection = field(default_factory=DaemonSection)
@@ -312,6 +387,9 @@ class RuntimeConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     quality_gates: QualityGatesSection = field(default_factory=QualityGatesSection)
     artifacts: ArtifactsSection = field(default_factory=ArtifactsSection)
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    threads: ThreadsSection = field(default_factory=ThreadsSection)
     # Where the file was read from; relative paths in the file are relative to its folder.
     source_path: str = field(default="runtime.toml", metadata={"internal": True})
 

@@ -62,6 +62,21 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX audit_index_cycle ON audit_index(cycle);
     """,
+    3: """
+    CREATE TABLE recalibrations (
+        version INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        ece_before REAL,
+        ece_after REAL,
+        n_fit INTEGER NOT NULL,
+        n_holdout INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        artifact_dir TEXT NOT NULL DEFAULT ''
+    );
+    """,
     5: """
     CREATE TABLE journal (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -254,3 +269,30 @@ class Store:
                 for statement in MIGRATIONS[4].split(";"):
                     if statement.strip():
                         c.execute(statement)
+    # -- recalibration history (issue 4, migration 3) ------------------------------------------
+    def add_recalibration(self, *, ts: datetime, reason: str, applied: bool,
+                          ece_before: float | None, ece_after: float | None, n_fit: int,
+                          n_holdout: int, path: str, sha256: str, artifact_dir: str = "") -> int:
+        """Record one recalibration attempt (applied or not); returns its version number
+        (1, 2, ... in order, never reused)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM recalibrations").fetchone()
+            version = int(row[0])
+            c.execute(
+                "INSERT INTO recalibrations(version, ts, reason, applied, ece_before, ece_after,"
+                " n_fit, n_holdout, path, sha256, artifact_dir)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (version, iso(ts), reason, int(applied), ece_before, ece_after, n_fit,
+                 n_holdout, path, sha256, artifact_dir),
+            )
+        return version
+
+    def next_recalibration_version(self) -> int:
+        """The version number the next recalibration will get."""
+        row = self.conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM recalibrations")
+        return int(row.fetchone()[0])
+
+    def recalibrations(self) -> list[dict[str, Any]]:
+        """All recalibration records, oldest first."""
+        rows = self.conn.execute("SELECT * FROM recalibrations ORDER BY version").fetchall()
+        return [dict(r) | {"applied": bool(r["applied"])} for r in rows]

@@ -71,14 +71,16 @@ async def test_attach_runs_cycles_journals_and_rolls_back(tmp_path):
     cycles = daemon.store.journal_rows("cycle")
     assert cycles and cycles[0]["decision"] == "promote", cycles[0]
     assert daemon.store.journal_rows("promotion")
-    assert pipe.served[-1][0] is worker.model and pipe.served[-1][1].startswith("adapter:v")
+    served = pipe.served[-1][0]  # the pipeline's fast serving form, prepared off the loop
+    assert served is worker.served and served.module is worker.model
+    assert served.name.startswith("adapter:v")
     assert daemon.store.audit_index() and daemon.store.audit_index()[0]["kind"] == "candidate"
     status = daemon.status()["adapters"]
     assert status["cycles"] >= 1 and status["last"]["decision"] == cycles[-1]["decision"]
     with pytest.raises(CommandError, match="rollback refused"):
         await daemon.control.handlers["rollback"]({"version": "v999999"})
-    served = worker.model
-    assert worker.model is served
+    served = worker.served
+    assert worker.served is served
     out = await daemon.control.handlers["rollback"]({})
     assert out["version"] is None and out["from_version"] is not None
     assert daemon.store.journal_rows("rollback")

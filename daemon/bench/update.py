@@ -21,6 +21,7 @@ import argparse
 import statistics
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ import torch
 from adapters.lora import build_serving_model
 from adapters.train_job import TrainProcess, pack_job
 from adapters.update import UpdateSettings, run_update
-from daemon.bench.update_data import BenchData, load_bench_data
+from daemon.bench.update_data import BenchData, load_artifact_bench_data, load_bench_data
 
 
 def _predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -89,16 +90,28 @@ def compare(bd: BenchData, settings: UpdateSettings, n_windows: int,
             row["stress_mse_by_label"] = {"naive": naive.stress_mse_by_label,
                                           "projected": proj.stress_mse_by_label}
             row["projection_stats"] = proj.projection_stats
+            score = getattr(bd, "score_slice", None)
             if k + 1 < len(bd.windows):
                 nxt = bd.windows[k + 1]
                 lo, hi = _window_rows(bd, k + 1)
                 row["next_window_drift_mse"] = {
                     n: float(np.mean((_predict(m, nxt.inputs) - nxt.targets) ** 2)) / s2
                     for n, m in models.items()}
-                row["next_window_mdd"] = {n: _strategy(m, bd, lo, hi)["mdd"]
-                                          for n, m in models.items()}
-            row["worst_stress_day_return"] = {n: _worst_stress_day(m, bd)
+                if score is not None:  # the pipeline's decision rule and risk gate
+                    row["next_window_mdd"] = {
+                        n: float(score(m, nxt.dates[0], nxt.dates[-1])["mdd"])
+                        for n, m in models.items()}
+                else:
+                    row["next_window_mdd"] = {n: _strategy(m, bd, lo, hi)["mdd"]
                                               for n, m in models.items()}
+            if score is not None and getattr(bd, "stress_slices", None):
+                row["worst_stress_day_return"] = {
+                    n: min(float(score(m, a, b)["worst_day_return"])
+                           for a, b in bd.stress_slices.values())
+                    for n, m in models.items()}
+            else:
+                row["worst_stress_day_return"] = {n: _worst_stress_day(m, bd)
+                                                  for n, m in models.items()}
         rows.append(row)
     reduction = 1 - sum_stress["projected"] / sum_stress["naive"] if sum_stress["naive"] else None
     retained = sum_gain["projected"] / sum_gain["naive"] if sum_gain["naive"] else None
@@ -212,7 +225,17 @@ def run_bench_update(args: argparse.Namespace) -> int:
     """Run the benchmark and print a table (or one JSON object with --json)."""
     t0 = time.perf_counter()
     n_windows = int(args.windows)
-    bd = load_bench_data(args.data, windows=n_windows)
+    arts_dir = args.artifacts
+    if arts_dir is None and Path(args.config).exists():
+        from daemon.config import load_config
+
+        cfg = load_config(args.config)
+        candidate = cfg.path(cfg.artifacts.dir)
+        arts_dir = str(candidate) if (candidate / "manifest.json").exists() else None
+    if arts_dir:
+        bd = load_artifact_bench_data(arts_dir, windows=n_windows, config=args.config)
+    else:
+        bd = load_bench_data(args.data, windows=n_windows)
     n_windows = min(n_windows, len(bd.windows))
     settings = UpdateSettings()
     main = compare(bd, settings, n_windows)

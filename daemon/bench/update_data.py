@@ -12,6 +12,7 @@ rally, vol_spike, gap); drift windows are consecutive `window_bars` blocks after
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ class BenchData:
     closes: np.ndarray
     train_end: str
     description: str
+    score_slice: Any = None  # the pipeline's replay (artifact-set data only)
+    stress_slices: dict[str, tuple[str, str]] | None = None
 
 
 def _features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
@@ -134,3 +137,45 @@ def load_bench_data(source: str = "sample:sp500", *, train_end: str = "2010-12-3
             f"{len(anchors)} anchor rows from training-period stress days, windows of "
             f"{window_bars} bars after {train_end}")
     return BenchData(base, anchors, wins, x, y, d, c[idx], train_end, desc)
+
+
+def load_artifact_bench_data(folder: str, *, window_bars: int = 120, windows: int = 10,
+                             config: str = "runtime.toml") -> BenchData:
+    """Benchmark data from a trained artifact set (T's `anchord train` output): its frozen base
+    forecaster and anchor suite; drift rows are the pipeline's own forecaster inputs (whitened
+    window + neighbour statistics) for the bars after the set's `train_end`; `score_slice` is
+    the pipeline's replay through the real decision rule and risk gate."""
+    from pathlib import Path
+
+    from daemon.config import RuntimeConfig, load_config
+    from daemon.pipeline.attach import limits_from_config, params_from_config
+    from daemon.pipeline.pipeline import Pipeline
+    from daemon.pipeline.slices import prepare_slice
+    from daemon.training.artifacts import load_artifact_set
+
+    arts = load_artifact_set(Path(folder))
+    cfg = load_config(config) if Path(config).exists() else RuntimeConfig()
+    pipe = Pipeline(arts, params_from_config(cfg, arts), limits_from_config(cfg))
+    train_end = str(arts.params.get("train_end"))
+    bars = pipe.slice_bars()
+    start = str(np.datetime64(train_end) + 1)
+    inputs = prepare_slice(pipe, bars, start, bars[-1].ts.date().isoformat())
+    ok = np.isfinite(inputs.labels)
+    x = inputs.x[ok].astype(np.float32)
+    y = inputs.labels[ok].astype(np.float32)
+    kept = [b for b, keep in zip(inputs.bars, ok, strict=True) if keep]
+    d = [b.ts.date().isoformat() for b in kept]
+    closes = np.array([float(b.close) for b in kept])
+    wins = []
+    for k in range(windows + 1):
+        a, b = k * window_bars, (k + 1) * window_bars
+        if b > len(x):
+            break
+        wins.append(DriftBatch(x[a:b], y[a:b], d[a:b]))
+    desc = (f"artifact set {folder} (train_end {train_end}, horizon "
+            f"{arts.params.get('horizon')}, forecaster inputs {x.shape[1]}: whitened window + "
+            f"neighbour stats, via the pipeline), {len(arts.anchors)} anchor rows, windows of "
+            f"{window_bars} bars after train_end")
+    stress = {k: v for k, v in arts.slices.items() if k.startswith("stress")}
+    return BenchData(arts.forecaster, arts.anchors, wins, x, y, d, closes, train_end, desc,
+                     score_slice=pipe.score_slice, stress_slices=stress)
