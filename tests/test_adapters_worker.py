@@ -212,3 +212,19 @@ async def test_training_runs_in_a_child_process_and_a_timeout_leaves_serving_alo
     assert rec["decision"] == "promote"
     # Same checksum in-process as in the child (verify relies on it).
     assert verify(h2.audit, rec["id"])["checksum_match"]
+
+
+async def test_shadow_mode_scores_the_candidate_before_it_goes_live(tmp_path):
+    h = Harness(tmp_path, adapters={"shadow_bars": 5})
+    promoted_at: list[int] = []
+
+    def watch(i):
+        if h.kinds("promotion") and not promoted_at:
+            promoted_at.append(i)
+
+    await h.replay(0, 75, after=watch)
+    assert h.kinds("cycle")[0]["decision"] == "shadow"
+    done = h.kinds("shadow_done")
+    assert done and done[0]["bars"] == 5 and done[0]["mean_abs_diff"] > 0
+    assert h.kinds("promotion") and promoted_at[0] >= 60 + 5
+    assert h.registry.active() == done[0]["version"]
