@@ -175,27 +175,42 @@ def swap_pause(bd: BenchData, n: int = 20000) -> dict[str, float]:
             "max": float(samples.max()) / 1000}
 
 
-def _serve_p99(model: torch.nn.Module, x: np.ndarray, n: int) -> float:
+def _serve_p99(predict: Any, x: np.ndarray, n: int) -> float:
     lat = np.empty(n)
     for i in range(n):
-        row = torch.from_numpy(x[i % len(x)][None, :])
+        row = x[i % len(x)]
         t0 = time.perf_counter_ns()
-        with torch.no_grad():
-            model(row)
+        predict(row)
         lat[i] = time.perf_counter_ns() - t0
     return float(np.percentile(lat, 99)) / 1000
+
+
+def _serving_predict(model: torch.nn.Module) -> tuple[Any, str]:
+    """The pipeline's serving forecaster (numpy fast path) when available, else torch."""
+    try:
+        from daemon.pipeline.fastpath import ServingForecaster
+
+        serving = ServingForecaster(model, "bench")
+        return serving.predict, f"pipeline ServingForecaster.predict ({serving.kind} path)"
+    except ImportError:
+        def predict(row: np.ndarray) -> float:
+            with torch.no_grad():
+                return float(model(torch.from_numpy(row[None, :]))[0])
+
+        return predict, "merged Forecaster torch forward, one row"
 
 
 def latency_ratio(bd: BenchData, settings: UpdateSettings, trainer: TrainProcess,
                   n: int) -> dict[str, float]:
     """Serving forward-pass p99 idle vs while a cycle trains in the child process."""
     model = build_serving_model(bd.base, None, settings.rank, settings.alpha)
+    predict, path = _serving_predict(model)
     x = bd.windows[0].inputs
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _serve_p99(model, x, 500)
-        idle = _serve_p99(model, x, n)
+        _serve_p99(predict, x, 500)
+        idle = _serve_p99(predict, x, n)
         busy = threading.Event()
         job = pack_job(bd.base, None, bd.windows[1], bd.anchors,
                        {**settings.to_dict(), "max_steps": settings.max_steps}, True)
@@ -208,17 +223,17 @@ def latency_ratio(bd: BenchData, settings: UpdateSettings, trainer: TrainProcess
         t.start()
         busy.wait()
         time.sleep(0.3)  # let the child get going
-        training = _serve_p99(model, x, n)
+        training = _serve_p99(predict, x, n)
         still = t.is_alive()
         t.join()
-        idle_after = _serve_p99(model, x, n)
+        idle_after = _serve_p99(predict, x, n)
     finally:
         torch.set_num_threads(prev)
     ref = (idle + idle_after) / 2
     return {"idle_p99_us": ref, "idle_before_p99_us": idle, "idle_after_p99_us": idle_after,
             "training_p99_us": training, "ratio": training / ref if ref else float("nan"),
             "training_was_running_throughout": still, "samples": n,
-            "path": "merged Forecaster forward pass, one row, 1 intra-op thread"}
+            "path": f"{path}, 1 intra-op thread"}
 
 
 def run_bench_update(args: argparse.Namespace) -> int:
