@@ -30,14 +30,14 @@ import torch
 from adapters.anchors import AnchorSuite
 from adapters.audit import AuditLog
 from adapters.drift import PageHinkley, Trigger
+from adapters.figures import ScoreSlice, diagnostics, slice_figures
+from adapters.figures import predict as _predict
 from adapters.gate import PROMOTE, REJECT, GatePolicy, evaluate, monitor_breach
 from adapters.lora import build_serving_model, tensor_checksum
 from adapters.model import Forecaster
 from adapters.registry import AdapterRegistry, RegistryError, base_checksum
 from adapters.train_job import TrainFailed, TrainProcess, TrainTimeout, pack_job, run_job
 from adapters.update import DriftBatch, UpdateError, UpdateSettings, check_window
-
-ScoreSlice = Callable[[torch.nn.Module, str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,6 @@ def _sections(cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     if isinstance(cfg, dict):
         return as_dict(cfg.get("adapters")), as_dict(cfg.get("promotion"))
     return as_dict(getattr(cfg, "adapters", None)), as_dict(getattr(cfg, "promotion", None))
-
-
-def _predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
 @dataclass
@@ -370,49 +365,12 @@ class UpdateWorker:
     def _figures(self, model: Forecaster, batch: DriftBatch,
                  with_baseline: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
         """Gate figures of `model` and (optionally) of the serving model on the same slices."""
-        cand = self._score(model, batch)
-        base = self._score(self.model, batch) if with_baseline else {}
-        cand.update(self._diagnostics(model, batch))
-        return cand, base
-
-    def _score(self, model: Forecaster, batch: DriftBatch) -> dict[str, Any]:
-        s2 = float(self.base.y_scale) ** 2
-        local = float(np.mean((_predict(model, batch.inputs) - batch.targets) ** 2))
-        fig: dict[str, Any] = {"drift_mse_window": local / s2}
-        slices = dict(self.slices)
-        if batch.dates and self.score_slice is not None:
-            slices["drift_window"] = (batch.dates[0], batch.dates[-1])
-        mdds, viols, worst = [], 0, []
-        for name, (start, end) in slices.items():
-            if self.score_slice is None:
-                break
-            r = self.score_slice(model, start, end)
-            mdds.append(float(r["mdd"]))
-            viols += int(r["violations"])
-            if name != "drift_window" or len(slices) == 1:
-                worst.append(float(r["worst_day_return"]))
-            if name == "drift_window":
-                fig["drift_mse"] = float(r["mse"]) / s2
-        fig.setdefault("drift_mse", local / s2)
-        fig["mdd"] = min(mdds) if mdds else None
-        fig["violations"] = viols if self.score_slice is not None else None
-        fig["worst_day_return"] = min(worst) if worst else None
-        return fig
-
-    def _diagnostics(self, model: Forecaster, batch: DriftBatch) -> dict[str, Any]:
-        """Output drift vs the serving model and attribution shift on the anchors."""
         s = float(self.base.y_scale)
-        x = np.concatenate([batch.inputs, self.anchors.inputs])
-        out_drift = float(np.mean(((_predict(model, x) - _predict(self.model, x)) / s) ** 2))
-        by_label = {}
-        s2 = s * s
-        pred = _predict(model, self.anchors.inputs)
-        for lab, idx in self.anchors.taxonomy().items():
-            by_label[lab] = float(np.mean((pred[idx] - self.anchors.teacher[idx]) ** 2) / s2)
-        return {"output_drift": out_drift,
-                "attribution_shift": attribution_shift(model, self.model, self.anchors.inputs),
-                "stress_mse_by_label": by_label,
-                "stress_mse_base": float(np.mean((pred - self.base_anchors.teacher) ** 2) / s2)}
+        cand = slice_figures(model, batch, self.slices, self.score_slice, s)
+        base = slice_figures(self.model, batch, self.slices, self.score_slice, s) \
+            if with_baseline else {}
+        cand.update(diagnostics(model, self.model, batch, self.anchors, self.base_anchors, s))
+        return cand, base
 
     # -- promotion, shadow, monitor, rollback ----------------------------------------------
     def _apply(self, p: _Pending) -> None:
@@ -553,15 +511,3 @@ class UpdateWorker:
                     "bars": self._shadow["bars"]},
                 "monitoring": None if self._monitor is None else self._monitor["version"]}
 
-
-def attribution_shift(a: torch.nn.Module, b: torch.nn.Module, x: np.ndarray) -> float:
-    """Relative change of input-gradient attributions (∂f/∂x on each anchor) from b to a."""
-    def grads(m: torch.nn.Module) -> torch.Tensor:
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).requires_grad_(True)
-        with torch.enable_grad():
-            out = m(xt).sum()
-            (g,) = torch.autograd.grad(out, xt)
-        return g
-
-    ga, gb = grads(a), grads(b)
-    return float((ga - gb).norm() / gb.norm().clamp_min(1e-12))
