@@ -214,3 +214,30 @@ async def test_ctl_rollback_artifacts_swaps_and_hands_the_set_over(artifact_set,
     result = await handlers["rollback-artifacts"]({})
     assert result["applied"] and result["current"] == str(first.resolve())
     assert swapped[0].dir == first.resolve()
+
+
+def test_train_refuses_a_window_too_short_in_one_line(tmp_path: Path) -> None:
+    done = run_cli("train", "--data", "sample:sp500", "--out", str(tmp_path / "x"),
+                   "--train-end", "1999-05-20")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "usable bars" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_rehashed_file_of_an_unknown_version_is_refused(artifact_set, tmp_path: Path) -> None:
+    from daemon.pipeline.tyler import TylerArtifacts
+    from daemon.training.manifest import sha256_file
+
+    out, _ = artifact_set
+    copy = tmp_path / "set"
+    shutil.copytree(out, copy)
+    art = TylerArtifacts.load(copy / "tyler.npz")
+    with (copy / "tyler.npz").open("wb") as fh:
+        np.savez(fh, shape=art.shape, whitener=art.whitener, center=art.center,
+                 scale=art.scale, shrinkage=art.shrinkage, iterations=art.iterations,
+                 version=np.int64(2))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["tyler.npz"] = sha256_file(copy / "tyler.npz")
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"tyler\.npz: cannot load .*unknown tyler"):
+        load_artifact_set(copy)

@@ -107,3 +107,18 @@ def test_save_load_round_trip_and_byte_identical(tmp_path: Path) -> None:
     assert np.allclose(whiten(x[:3], back), whiten(x[:3], art))
     upd = art.with_shape(tyler_incremental(art.shape, art.standardise(x[0]), shrinkage=0.1))
     assert np.allclose(upd.whitener, inverse_sqrt(upd.shape))
+
+
+def test_tracker_whitens_live_bars_and_stays_near_the_batch_shape() -> None:
+    from daemon.pipeline.tyler import TylerTracker
+
+    x, _ = _correlated(3_000, 5, seed=10)
+    art = tyler_batch(x[:2_000], shrinkage=0.05)
+    tracker = TylerTracker(art, n_iter=2, weight=0.005)
+    out = np.array([tracker.update(row) for row in x[2_000:]])
+    assert out.shape == (1_000, 5) and np.all(np.isfinite(out))
+    assert np.linalg.norm(tracker.art.shape - art.shape) < 0.5
+    assert np.allclose(tracker.art.whitener @ tracker.art.shape @ tracker.art.whitener,
+                       np.eye(5), atol=1e-8)
+    tracker.reset()
+    assert tracker.art is art and tracker.updates == 0

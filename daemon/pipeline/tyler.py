@@ -185,3 +185,33 @@ def tyler_incremental(shape: np.ndarray, x: np.ndarray, *, shrinkage: float, n_i
 def whiten(x: np.ndarray, art: TylerArtifacts) -> np.ndarray:
     """Whitened features: Σ^{-1/2} (x − center) / scale, for one vector (d,) or rows (n × d)."""
     return art.standardise(x) @ art.whitener.T
+
+
+class TylerTracker:
+    """Live whitening for the pipeline: each bar's standardised features update the shape by
+    `tyler_incremental` (warm start, `n_iter` steps, `weight`), then are whitened with it.
+
+    Starts from the batch artifact; `reset()` returns to it (a periodic cold re-solve bounds
+    drift). One small eigendecomposition per bar (d × d).
+    """
+
+    def __init__(self, art: TylerArtifacts, *, n_iter: int = 2, weight: float = 0.01) -> None:
+        self.base = art
+        self.art = art
+        self.n_iter = n_iter
+        self.weight = weight
+        self.updates = 0
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """Fold one raw feature vector into the shape and return it whitened (d,)."""
+        z = self.art.standardise(x)
+        shape = tyler_incremental(self.art.shape, z, shrinkage=self.art.shrinkage,
+                                  n_iter=self.n_iter, weight=self.weight)
+        self.art = self.art.with_shape(shape)
+        self.updates += 1
+        return z @ self.art.whitener.T
+
+    def reset(self) -> None:
+        """Back to the batch artifact."""
+        self.art = self.base
+        self.updates = 0

@@ -3,6 +3,7 @@ labels and their realisation times. Nothing here looks past the training end."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import date
@@ -74,3 +75,13 @@ def build_dataset(bars: list[Bar], *, horizon: int, window: int, shrinkage: floa
                    next_return=forward_returns(a["close"], 1), realised_ts=realised, rows=rows,
                    tyler=tyler, horizon=horizon, bars_sha256=bars_digest(bars))
 
+
+
+def refit_whitening(ds: Dataset, rows: np.ndarray, *, window: int, shrinkage: float, tol: float,
+                    max_iter: int) -> Dataset:
+    """A view of `ds` whose Tyler whitening (and so its ANN vectors) is fitted on the feature
+    rows `rows` only (a CPCV fold's training part); labels and times are shared."""
+    tyler = tyler_batch(ds.features[rows], shrinkage=shrinkage, tol=tol, max_iter=max_iter)
+    whitened = whiten(ds.features, tyler)
+    return dataclasses.replace(ds, tyler=tyler, whitened=whitened,
+                               vectors=window_vectors(whitened, window))

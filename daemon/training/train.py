@@ -1,11 +1,12 @@
 """`anchord train`: build one versioned artifact set from the bars of the training window.
 
-Stages: load bars → features, Tyler whitening, ANN vectors, labels → CPCV (per split: index,
-forecaster and CatBoost from the purged training part only; out-of-fold P(up) of the test
-part) → calibration and per-path metrics → final models on the whole window → ANN recall and
-speed-up → stress days and anchor suite → files, report, manifest. Nothing after the training
-end is read by any stage. Threads are pinned, seeds fixed: same data, config and seed give
-byte-identical files (apart from the volatile timing files the manifest lists).
+Stages: load bars → features, Tyler whitening, ANN vectors, labels → CPCV (per split: Tyler
+whitening, index, forecaster and CatBoost from the purged training part only; out-of-fold
+P(up) of the test part) → calibration and per-path metrics → final models on the whole
+window → ANN recall and speed-up → stress days and anchor suite → files, report, manifest.
+Nothing after the training end is read by any stage. Threads are pinned, seeds fixed: same
+data, config and seed give byte-identical files (apart from the volatile timing files the
+manifest lists).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from daemon.config import RuntimeConfig
-from daemon.errors import ConfigError
+from daemon.errors import AnchordError, ConfigError
 from daemon.training import artifacts as A
 from daemon.training.cpcv import cpcv_splits
-from daemon.training.dataset import Dataset, build_dataset, cut_window
+from daemon.training.dataset import Dataset, build_dataset, cut_window, refit_whitening
 from daemon.training.manifest import canonical_json, collect_metadata, sha256_json, write_manifest
 from daemon.training.progress import Progress
 from daemon.training.report import VOLATILE, write_report
@@ -33,6 +34,11 @@ from daemon.training.stress import StressDay, choose_stress_days, parse_named, p
 
 FORMAT_VERSION = 1
 ANN_SWEEP = (16, 32, 64, 128)
+MIN_ROWS_PER_GROUP = 20
+
+
+class TrainingError(AnchordError):
+    """The training window cannot give an artifact set (too few bars, gaps, bad window)."""
 
 
 def set_threads(n: int) -> Any:
@@ -106,7 +112,6 @@ def train_artifacts(cfg: RuntimeConfig, source: str, out: Path, *, train_end: st
     """Build an artifact set into `out` (replaced atomically when it exists) and return a
     summary. `shuffle_labels` (a seed) permutes the labels first: a leak check, the gates
     must then fail."""
-    from adapters.model import save_forecaster
     from daemon.bars.replay import load_bars
     from daemon.pipeline.retrieval import IndexParams
     from daemon.training.models import fit_stack, score_rows
@@ -122,9 +127,16 @@ def train_artifacts(cfg: RuntimeConfig, source: str, out: Path, *, train_end: st
         progress.stage("load", source=source)
         bars = cut_window(load_bars(source, cfg.data.contract), tr.train_start, train_end)
         progress.stage("features", bars=len(bars))
-        ds = build_dataset(bars, horizon=tr.horizon, window=cfg.index.window,
-                           shrinkage=cfg.tyler.shrinkage, tol=cfg.tyler.tol,
-                           max_iter=cfg.tyler.max_iter)
+        try:
+            ds = build_dataset(bars, horizon=tr.horizon, window=cfg.index.window,
+                               shrinkage=cfg.tyler.shrinkage, tol=cfg.tyler.tol,
+                               max_iter=cfg.tyler.max_iter)
+        except ValueError as err:
+            raise TrainingError(f"{source} up to {train_end} ({len(bars)} bars): {err}") from None
+        if len(ds.rows) < MIN_ROWS_PER_GROUP * tr.cpcv_groups:
+            raise TrainingError(f"{source} up to {train_end}: {len(ds.rows)} usable bars, need "
+                                f"{MIN_ROWS_PER_GROUP * tr.cpcv_groups} for {tr.cpcv_groups} "
+                                "CPCV groups")
         labels = ds.labels.copy()
         if shuffle_labels is not None:
             labels[ds.rows] = np.random.default_rng(shuffle_labels).permutation(labels[ds.rows])
@@ -135,8 +147,11 @@ def train_artifacts(cfg: RuntimeConfig, source: str, out: Path, *, train_end: st
         progress.stage("cpcv", splits=len(splits), rows=n)
         raw = {}
         for i, s in enumerate(splits):
-            stack, _ = fit_stack(ds, rows[s.train], ip, tr, labels)
-            raw[s.index] = score_rows(ds, stack, rows[s.test], ip.k)[0]
+            fold = refit_whitening(ds, rows[s.train], window=cfg.index.window,
+                                   shrinkage=cfg.tyler.shrinkage, tol=cfg.tyler.tol,
+                                   max_iter=cfg.tyler.max_iter)
+            stack, _ = fit_stack(fold, rows[s.train], ip, tr, labels)
+            raw[s.index] = score_rows(fold, stack, rows[s.test], ip.k)[0]
             progress.step(i + 1, len(splits))
         progress.stage("calibration")
         y_up = labels[rows] > 0
@@ -173,22 +188,18 @@ def train_artifacts(cfg: RuntimeConfig, source: str, out: Path, *, train_end: st
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        ds.tyler.save(tmp / A.TYLER_FILE)
-        final.index.save(tmp / A.INDEX_DIR)
-        save_forecaster(final.forecaster, tmp / A.FORECASTER_DIR)
-        freeze_catboost_metadata(final.scorer)
-        final.scorer.save_model(str(tmp / A.SCORER_FILE))
-        (tmp / A.CALIBRATOR_FILE).write_bytes(canonical_json(calibrator.to_dict()))
-        anchors.save(tmp / A.ANCHORS_DIR)
-        (tmp / A.SLICES_FILE).write_bytes(canonical_json(
-            {"version": FORMAT_VERSION, "slices": {k: list(v) for k, v in slices.items()}}))
-        (tmp / A.PARAMS_FILE).write_bytes(canonical_json(params))
-        wall = round(time.monotonic() - started, 2)
-        timings = {"train_wall_s": wall, "stages_s": progress.stage_times, "ann": ann_timing}
-        write_report(tmp / A.REPORT_DIR, report, timings, curves, row_dates, sweep)
-        info = _manifest_info(cfg, ds, source, train_end, timings)
-        write_manifest(tmp, info, [f"{A.REPORT_DIR}/{v}" for v in VOLATILE])
-        _replace_dir(tmp, out)
+        try:
+            _write_models(tmp, ds, final, calibrator, anchors, slices, params)
+            wall = round(time.monotonic() - started, 2)
+            timings = {"train_wall_s": wall, "stages_s": progress.stage_times,
+                       "ann": ann_timing}
+            write_report(tmp / A.REPORT_DIR, report, timings, curves, row_dates, sweep)
+            info = _manifest_info(cfg, ds, source, train_end, timings)
+            write_manifest(tmp, info, [f"{A.REPORT_DIR}/{v}" for v in VOLATILE])
+            _replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     finally:
         limiter.restore_original_limits()
     summary = {"out": str(out), "train_wall_s": wall, "rows": n,
@@ -199,6 +210,22 @@ def train_artifacts(cfg: RuntimeConfig, source: str, out: Path, *, train_end: st
                "anchors": len(anchors), "calibration": calibrator.kind}
     progress.finish(**summary)
     return summary
+
+
+def _write_models(tmp: Path, ds: Dataset, final: Any, calibrator: Any, anchors: Any,
+                  slices: dict[str, tuple[str, str]], params: dict[str, Any]) -> None:
+    from adapters.model import save_forecaster
+
+    ds.tyler.save(tmp / A.TYLER_FILE)
+    final.index.save(tmp / A.INDEX_DIR)
+    save_forecaster(final.forecaster, tmp / A.FORECASTER_DIR)
+    freeze_catboost_metadata(final.scorer)
+    final.scorer.save_model(str(tmp / A.SCORER_FILE))
+    (tmp / A.CALIBRATOR_FILE).write_bytes(canonical_json(calibrator.to_dict()))
+    anchors.save(tmp / A.ANCHORS_DIR)
+    (tmp / A.SLICES_FILE).write_bytes(canonical_json(
+        {"version": FORMAT_VERSION, "slices": {k: list(v) for k, v in slices.items()}}))
+    (tmp / A.PARAMS_FILE).write_bytes(canonical_json(params))
 
 
 def _params(cfg: RuntimeConfig, ds: Dataset, ip: Any, final: Any, calibration: str,
