@@ -8,15 +8,15 @@ vectors takes minutes. Then, in the same run:
 
 - the fast path: `Pipeline.decide` + `check` per bar, every stage in the LatencyRecorder;
 - ANN recall@10 and speed-up of the index against exact (flat) search, one query at a time;
-- the naive path on a subset of bars: the same stages called the obvious way (a fresh Tyler
-  solve over the recent window, CatBoost `predict_proba` on a one-row pandas frame, the
-  peft-wrapped LoRA module, neighbour stats via the reference function);
+- the naive path, interleaved bar by bar with the fast one for `--naive-bars` bars: the same
+  stages called the obvious way (a fresh Tyler solve over the recent window, CatBoost
+  `predict_proba` on a one-row pandas frame, the peft-wrapped LoRA module, neighbour stats via
+  the reference function);
 - RSS at the start and end of the timed bars (no per-bar growth), and the timer's own cost.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from datetime import timedelta
@@ -78,99 +78,112 @@ def timer_overhead_ns(n: int = 100_000) -> float:
 
 
 def measure_recall(index: Any, queries: np.ndarray, k: int = 10) -> dict[str, float]:
-    """Recall@k and speed-up of `index` against exact flat search, queries one at a time."""
+    """Recall@k and speed-up of `index` against exact flat search, queries one at a time.
+
+    All ANN queries run first, then all exact ones: interleaving them would let each 256 MB
+    flat scan evict the HNSW graph from the caches and time the ANN search cold."""
     import faiss
 
     inner = index.index
     flat = faiss.IndexFlatL2(inner.d)
     flat.add(inner.reconstruct_n(0, inner.ntotal))
-    ann_ns, exact_ns, hits = [], [], []
-    for q in queries:
-        q1 = np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32)
-        t0 = time.perf_counter_ns()
-        _, a = index.search(q1, k)
-        t1 = time.perf_counter_ns()
-        _, e = flat.search(q1, k)
-        t2 = time.perf_counter_ns()
-        ann_ns.append(t1 - t0)
-        exact_ns.append(t2 - t1)
-        hits.append(len(set(a[0].tolist()) & set(e[0].tolist())) / k)
+    qs = [np.ascontiguousarray(q.reshape(1, -1), dtype=np.float32) for q in queries]
+
+    def timed(search: Any) -> tuple[list[np.ndarray], list[int]]:
+        search(qs[0])  # warm-up
+        found, took = [], []
+        for q in qs:
+            t0 = time.perf_counter_ns()
+            _, ids = search(q)
+            took.append(time.perf_counter_ns() - t0)
+            found.append(ids[0])
+        return found, took
+
+    ann_ids, ann_ns = timed(lambda q: index.search(q, k))
+    exact_ids, exact_ns = timed(lambda q: flat.search(q, k))
+    hits = [len(set(a.tolist()) & set(e.tolist())) / k
+            for a, e in zip(ann_ids, exact_ids, strict=True)]
     return {"recall": float(np.mean(hits)), "ann_us": float(np.median(ann_ns)) / 1000,
             "exact_us": float(np.median(exact_ns)) / 1000,
             "speedup": float(np.median(exact_ns) / np.median(ann_ns))}
 
 
-def naive_path(arts: Any, bars: list[Any], params: Any, limits: Any,
-               tyler_window: int = 500) -> Any:
-    """The same stages called the obvious way; returns its LatencyRecorder (end_to_end)."""
-    import copy
+class NaivePath:
+    """The same stages called the obvious way, one bar per `step` (so the benchmark can
+    interleave it with the fast path: both then see the same machine load). Per bar: a fresh
+    Tyler solve over the recent feature window (timed; whitening then uses the artifact's matrix,
+    as the index was built with it, so both paths compute the same decision), the
+    peft-wrapped LoRA module on a new tensor, CatBoost `predict_proba` on a one-row pandas frame,
+    the reference neighbour stats and calibrator."""
 
-    import pandas as pd
-    import torch
-    from peft import LoraConfig, get_peft_model
+    def __init__(self, arts: Any, params: Any, limits: Any, tyler_window: int = 500) -> None:
+        import copy
 
-    from adapters.model import LORA_TARGET_MODULES
-    from daemon.features import FEATURE_NAMES, FeatureState
-    from daemon.intent import intent_for_target
-    from daemon.pipeline.decision import EwmaVol, target_position
-    from daemon.pipeline.latency import LatencyRecorder
-    from daemon.pipeline.neighbours import (
-        forecaster_input,
-        neighbour_stats,
-        scorer_feature_names,
-        scorer_row,
-    )
-    from daemon.pipeline.retrieval import index_vector
-    from daemon.pipeline.tyler import tyler_batch, whiten
-    from daemon.risk import MarketView, RiskSnapshot, gate
+        from peft import LoraConfig, get_peft_model
 
-    peft_model = get_peft_model(copy.deepcopy(arts.forecaster),
-                                LoraConfig(r=8, target_modules=list(LORA_TARGET_MODULES)))
-    peft_model.eval()
-    columns = scorer_feature_names(tuple(FEATURE_NAMES))
-    rec = LatencyRecorder()
-    feats_state, vol = FeatureState(), EwmaVol(params.vol_halflife)
-    history: list[np.ndarray] = []
-    window: list[np.ndarray] = []
-    snapshot = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
-    position, prev = 0, 0.0
-    for bar in bars:
-        t0 = rec.start()
-        sigma = vol.update(bar.close)
-        feats = feats_state.update(bar)
+        from adapters.model import LORA_TARGET_MODULES
+        from daemon.features import FEATURE_NAMES, FeatureState
+        from daemon.pipeline.decision import EwmaVol
+        from daemon.pipeline.latency import LatencyRecorder
+        from daemon.pipeline.neighbours import scorer_feature_names
+        from daemon.risk import RiskSnapshot
+
+        self.arts, self.params, self.limits = arts, params, limits
+        self.tyler_window = tyler_window
+        self.model = get_peft_model(copy.deepcopy(arts.forecaster),
+                                    LoraConfig(r=8, target_modules=list(LORA_TARGET_MODULES)))
+        self.model.eval()
+        self.columns = scorer_feature_names(tuple(FEATURE_NAMES))
+        self.rec = LatencyRecorder()
+        self.features, self.vol = FeatureState(), EwmaVol(params.vol_halflife)
+        self.history: list[np.ndarray] = []
+        self.window: list[np.ndarray] = []
+        self.snapshot = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
+        self.position, self.prev = 0, 0.0
+
+    def step(self, bar: Any) -> None:
+        import pandas as pd
+        import torch
+
+        from daemon.intent import intent_for_target
+        from daemon.pipeline.decision import target_position
+        from daemon.pipeline.neighbours import forecaster_input, neighbour_stats, scorer_row
+        from daemon.pipeline.retrieval import index_vector
+        from daemon.pipeline.tyler import tyler_batch, whiten
+        from daemon.risk import MarketView, gate
+
+        arts, params = self.arts, self.params
+        t0 = self.rec.start()
+        sigma = self.vol.update(bar.close)
+        feats = self.features.update(bar)
+        prev, self.prev = self.prev, bar.close
         if feats is None:
-            prev = bar.close
-            continue
-        history.append(feats)
-        recent = np.array(history[-tyler_window:])
+            return
+        self.history.append(feats)
+        del self.history[:-self.tyler_window]
+        recent = np.array(self.history)
         if len(recent) > 2 * len(feats):
-            tyler = tyler_batch(recent, shrinkage=arts.tyler.shrinkage)  # fresh solve
-        else:
-            tyler = arts.tyler
-        window.append(whiten(feats, tyler))
-        window = window[-params.window:]
-        if len(window) < params.window:
-            prev = bar.close
-            continue
-        dist, ids = arts.index.search(index_vector(np.stack(window)), params.k)
+            tyler_batch(recent, shrinkage=arts.tyler.shrinkage)  # the fresh solve (timed)
+        self.window.append(whiten(feats, arts.tyler))
+        del self.window[:-params.window]
+        if len(self.window) < params.window:
+            return
+        dist, ids = arts.index.search(index_vector(np.stack(self.window)), params.k)
         nstats = neighbour_stats(dist[0], arts.index.neighbour_outcomes(ids[0]))
-        x = torch.tensor(forecaster_input(window[-1], nstats)).unsqueeze(0)
+        x = torch.tensor(forecaster_input(self.window[-1], nstats)).unsqueeze(0)
         with torch.no_grad():
-            forecast = float(peft_model(x)[0])
-        frame = pd.DataFrame([scorer_row(feats, nstats, forecast)], columns=columns)
+            forecast = float(self.model(x)[0])
+        frame = pd.DataFrame([scorer_row(feats, nstats, forecast)], columns=self.columns)
         p_raw = float(arts.scorer.predict_proba(frame)[0, 1])
         p_up = float(arts.calibrator.predict(np.array([p_raw]))[0])
         target, _, _ = target_position(p_up, forecast, sigma, bar.close, params.decision,
-                                       position)
-        intent = intent_for_target(bar.contract, bar.ts, position, target, bar.close)
+                                       self.position)
+        intent = intent_for_target(bar.contract, bar.ts, self.position, target, bar.close)
         if intent is not None:
-            v = gate(intent, snapshot, limits, MarketView(bar.ts, bar.ts, prev, 0.0, 0))
+            v = gate(intent, self.snapshot, self.limits, MarketView(bar.ts, bar.ts, prev, 0, 0))
             if v.accepted:
-                position = target
-        rec.end_to_end(t0)
-        prev = bar.close
-    rec.flush()
-    return rec
+                self.position = target
+        self.rec.end_to_end(t0)
 
 
 def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: int,
@@ -193,7 +206,7 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
     if dim % d:
         raise BenchError(f"--dim must be a multiple of {d} (features per bar), got {dim}")
     window = dim // d
-    all_bars = _bars(data, n_bars + naive_bars)
+    all_bars = _bars(data, n_bars)
     base = all_bars[: min(len(all_bars), base_bars)]
     t0 = time.perf_counter()
     say(f"building the artifact set (index {index_size} x {dim}, {kind}) ...")
@@ -208,7 +221,9 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
                             tyler_every=1)
     rec = LatencyRecorder()
     pipe = Pipeline(arts, params, limits, recorder=rec)
-    # The timed run: all bars, decide + check per bar; off-path work after each bar.
+    # The timed run: decide + check per bar, off-path work after each bar; the naive path is
+    # stepped on the same bars, interleaved, for the first `naive_bars` bars.
+    naive = NaivePath(arts, params, limits)
     timed = all_bars[:n_bars]
     position = 0
     warm = 300
@@ -216,6 +231,7 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
     for i, bar in enumerate(timed):
         if i == warm:
             rec.reset()
+            naive.rec.reset()
             rss.append((i, rss_mb()))
         d_ = pipe.decide(bar)
         if d_ is not None:
@@ -224,6 +240,8 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
             if intent is not None and pipe.check(intent, bar).accepted:
                 position = d_.target_position
         pipe.after_bar()
+        if i < warm + naive_bars:
+            naive.step(bar)
         if i > warm and i % 5000 == 0:
             rss.append((i, rss_mb()))
     rss.append((len(timed), rss_mb()))
@@ -238,9 +256,7 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
     q_idx = rng.choice(len(vecs), size=min(200, len(vecs)), replace=False)
     queries = vecs[q_idx] + rng.normal(0, 0.05, (len(q_idx), vecs.shape[1])).astype(np.float32)
     recall = measure_recall(arts.index, queries)
-    say("measuring the naive path ...")
-    naive = naive_path(arts, all_bars[:naive_bars], dataclasses.replace(params), limits)
-    naive_e2e = naive.summary("end_to_end")
+    naive_e2e = naive.rec.summary("end_to_end")
     e2e = snap["end_to_end"]
 
     def pick(s: dict[str, float]) -> dict[str, float]:
