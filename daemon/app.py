@@ -80,6 +80,16 @@ class Daemon:
             from daemon.bars.live import attach_live_bars
 
             self.live_bars = attach_live_bars(self)
+        # issue 4: the per-bar pipeline (None when there is no artifact set at [artifacts].dir)
+        from daemon.pipeline.attach import attach_pipeline
+
+        self.pipeline: Any = None
+        attach_pipeline(self)
+        # Continual adapter updates (issue 6): needs the pipeline (attach it before this line).
+        if getattr(self, "pipeline", None) is not None:
+            from daemon.adapters_attach import attach_adapters
+
+            attach_adapters(self)
 
     # -- kill switch, news, reload, status ------------------------------------------------
     def _engage_kill(self, source: str) -> None:

@@ -59,6 +59,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=report)
 
 
+def _add_audit(sub: argparse._SubParsersAction) -> None:
+    from daemon.audit_cli import add_audit_parser
+
+    add_audit_parser(sub)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from daemon.training.cli import add_train_parser
 
@@ -69,6 +75,8 @@ def _add_gates(sub: argparse._SubParsersAction) -> None:
     from daemon.training.cli import add_gates_parser
 
     add_gates_parser(sub)
+
+
 # --- `anchord bench NAME`: one function per benchmark (issue 4 pipeline, 5 submit, 6 update);
 # each adds its sub-parser to the bench sub-parsers, and is listed in BENCHES.
 def _bench_submit(bsub: argparse._SubParsersAction) -> None:
@@ -77,7 +85,21 @@ def _bench_submit(bsub: argparse._SubParsersAction) -> None:
     add_parser(bsub)
 
 
-BENCHES: list[Callable[[argparse._SubParsersAction], None]] = [_bench_submit]
+def _bench_pipeline(bsub: argparse._SubParsersAction) -> None:
+    from daemon.bench.pipeline import add_parser
+
+    add_parser(bsub)
+
+
+def _bench_update(bsub: argparse._SubParsersAction) -> None:
+    from daemon.bench.update import add_parser
+
+    add_parser(bsub)
+
+
+BENCHES: list[Callable[[argparse._SubParsersAction], None]] = [
+    _bench_pipeline, _bench_submit, _bench_update,
+]
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -89,7 +111,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_ctl, _add_report, _add_venue, _add_bench, _add_train, _add_gates,
+    _add_run, _add_ctl, _add_report, _add_venue, _add_bench, _add_train, _add_gates, _add_audit,
 ]
 
 

@@ -109,6 +109,81 @@ class MetricsSection:
     )
 
 
+# --- [adapters] and [promotion] (issue 6) ---
+@dataclass(frozen=True)
+class AdaptersSection:
+    enabled: bool = setting(True, reloadable=True, doc="run continual LoRA update cycles")
+    projection: str = setting("agem", reloadable=True, check=one_of("naive", "agem", "ogd"),
+                              doc="naive (baseline) | agem (half-space, margin) | ogd")
+    anchor_weight: float = setting(10.0, reloadable=True, check=at_least(0.0),
+                                   doc="weight of the anchors' teacher-MSE gradient in a step")
+    target_weight: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                                   doc="weight of the anchors' realised-target MSE in g_anchor")
+    rank: int = setting(4, check=at_least(1), doc="LoRA rank")
+    alpha: float = setting(8.0, check=at_least(0.0), doc="LoRA alpha (scale alpha/rank)")
+    lr: float = setting(0.02, reloadable=True, check=at_least(0.0), doc="SGD step size")
+    clip_norm: float = setting(1.0, reloadable=True, check=at_least(0.0),
+                               doc="step norm clip (keeps the direction); 0 = off")
+    steps: int = setting(100, reloadable=True, check=at_least(1),
+                         doc="steps of the naive update (sets the drift gain to match)")
+    max_steps: int = setting(2000, reloadable=True, check=at_least(1),
+                             doc="step budget of the projected update at matched drift gain")
+    margin: float = setting(0.1, reloadable=True, check=between(0.0, 1.0),
+                            doc="A-GEM half-space margin (cosine with the anchor gradient)")
+    ogd_directions: int = setting(16, reloadable=True, check=at_least(0),
+                                  doc="protected anchor output-gradient directions (OGD)")
+    ogd_refresh: int = setting(10, reloadable=True, check=at_least(1),
+                               doc="steps between recomputations of the OGD basis")
+    seed: int = setting(0, reloadable=True, doc="training seed (updates are deterministic)")
+    max_abs_target_z: float = setting(12.0, reloadable=True, check=at_least(1.0),
+                                      doc="refuse a window whose targets exceed this robust z")
+    trigger: str = setting("schedule", check=one_of("schedule", "drift", "both"),
+                           doc="schedule (every_n_bars) | drift (Page-Hinkley) | both")
+    window_bars: int = setting(120, check=at_least(8), doc="rows in the drift batch D_t")
+    every_n_bars: int = setting(60, check=at_least(1), doc="schedule period in bars")
+    min_spacing_bars: int = setting(20, check=at_least(0), doc="minimum bars between cycles")
+    drift_threshold: float = setting(5.0, check=at_least(0.0),
+                                     doc="Page-Hinkley threshold on squared residuals")
+    timeout_s: float = setting(120.0, reloadable=True, check=at_least(0.1),
+                               doc="a training cycle slower than this is killed and logged")
+    shadow_bars: int = setting(0, reloadable=True, check=at_least(0),
+                               doc="bars a passing candidate runs in shadow before going live")
+    shadow_naive: bool = setting(True, reloadable=True,
+                                 doc="also run naive on the window (matched gain + shadow)")
+    apply_after_bars: int = setting(1, check=at_least(1),
+                                    doc="replay with pace 0: bars after the trigger at which "
+                                        "the cycle's result is applied (the replay waits)")
+    gate_holdout_bars: int = setting(20, check=at_least(0),
+                                     doc="most recent rows of the window kept out of training; "
+                                         "the gate's drift_mse is measured on them")
+    monitor_bars: int = setting(60, reloadable=True, check=at_least(0),
+                                doc="bars after a promotion that the rollback monitor runs")
+    monitor_every_bars: int = setting(5, reloadable=True, check=at_least(1),
+                                      doc="monitor check period in bars")
+    subprocess: bool = setting(True, doc="train in a child process (false: in-process, tests)")
+
+
+@dataclass(frozen=True)
+class PromotionSection:
+    stress_mse_limit: float = setting(0.02, reloadable=True, check=at_least(0.0),
+                                      doc="max anchor MSE vs the deployed teacher cache "
+                                          "(units: y_scale^2)")
+    delta: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                           doc="drift_mse <= deployed drift_mse * (1 + delta)")
+    tolerance: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                               doc="mdd >= deployed mdd - tolerance (returns units)")
+    rollback_stress_mse: float = setting(0.05, reloadable=True, check=at_least(0.0),
+                                         doc="monitor: roll back when anchor MSE vs the base "
+                                             "cache exceeds this")
+    rollback_tail_tolerance: float = setting(0.02, reloadable=True, check=at_least(0.0),
+                                             doc="monitor: worst-day return / mdd may fall "
+                                                 "this far below the previous model's")
+    rollback_violation_spike: int = setting(2, reloadable=True, check=at_least(0),
+                                            doc="monitor: violations above the previous "
+                                                "model's + this roll back")
+    rollback_output_shift: float = setting(3.0, reloadable=True, check=at_least(1.0),
+                                           doc="monitor: output drift above this x the gate's "
+                                               "roll back (unexplained shift)")
 # --- [tyler] [index] [training] [quality_gates] [artifacts] (issue 3) ---
 def _iso_date(value: str) -> str | None:
     from datetime import date
@@ -324,12 +399,89 @@ class CanarySection:
                                     doc="unhealthy below this ANN recall@k")
 
 
+# --- [pipeline] [limits] [threads] (issue 4) ---
+def _sessions_check(value: list[str]) -> str | None:
+    from daemon.risk import parse_session
+
+    for item in value:
+        try:
+            parse_session(item)
+        except ValueError as err:
+            return str(err)
+    return None
+
+
+def _budgets_check(value: list[str]) -> str | None:
+    for item in value:
+        name, sep, num = item.partition("=")
+        try:
+            ok = bool(sep and name.strip() and float(num) > 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            return f"expected entries like 'retrieve=500' (stage=µs), got {item!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    min_edge: float = setting(0.04, reloadable=True, check=between(0.0, 1.0),
+                              doc="|2·p_up−1| below this → flat")
+    full_edge: float = setting(0.3, reloadable=True, check=between(0.0, 1.0),
+                               doc="edge at which the position reaches the volatility target")
+    vol_target: float = setting(2000.0, reloadable=True, check=at_least(0.0),
+                                doc="target P&L std per bar at full edge (currency)")
+    point_value: float = setting(50.0, check=at_least(0.0), doc="currency per point per contract")
+    vol_halflife_bars: float = setting(20.0, check=at_least(1.0))
+    stage_budgets_us: list[str] = setting(
+        ["end_to_end=1000", "retrieve=500", "forecast=150", "score=150"], reloadable=True,
+        check=_budgets_check, doc="stage=µs; a sample over its budget logs a warning",
+    )
+    latency_log_interval_s: float = setting(60.0, reloadable=True, check=at_least(1.0))
+    recall_fraction: float = setting(0.01, reloadable=True, check=between(0.0, 1.0),
+                                     doc="fraction of queries also answered by exact search")
+    recall_window: int = setting(200, check=at_least(1))
+    ece_window: int = setting(250, check=at_least(10))
+    ece_target: float = setting(0.08, reloadable=True, check=between(0.0, 1.0))
+    ece_min_samples: int = setting(100, check=at_least(10))
+    recalibrate: bool = setting(True, reloadable=True,
+                                doc="refit the calibrator on ece_drift (applied only if better)")
+    tyler_every: int = setting(1, check=at_least(0),
+                               doc="update the live Tyler shape every N bars (0 = never)")
+
+
+@dataclass(frozen=True)
+class LimitsSection:
+    max_order_size: int = setting(2, reloadable=True, check=at_least(1))
+    max_position: int = setting(4, reloadable=True, check=at_least(0))
+    max_daily_loss: float = setting(5000.0, reloadable=True, check=at_least(0.0),
+                                    doc="currency; 0 = off; reducing orders still pass")
+    sessions: list[str] = setting([], reloadable=True, check=_sessions_check,
+                                  doc="'Mon-Fri 13:30-20:00' (UTC); empty = always open")
+    stale_bar_s: float = setting(0.0, reloadable=True, check=at_least(0.0),
+                                 doc="deny when the bar is older than this (0 = off)")
+    max_price_deviation: float = setting(0.1, reloadable=True, check=at_least(0.0),
+                                         doc="fraction from the last bar's close (0 = off)")
+    max_orders_per_minute: int = setting(5, reloadable=True, check=at_least(0))
+    calendar_file: str = setting("", reloadable=True,
+                                 doc="scheduled events, one 'ISO-time[,name]' per line")
+
+
+@dataclass(frozen=True)
+class ThreadsSection:
+    blas: int = setting(1, check=at_least(1), doc="OpenBLAS/MKL/OpenMP pool size")
+    torch: int = setting(1, check=at_least(1))
+    faiss: int = setting(1, check=at_least(1))
+
+
 @dataclass(frozen=True)
 class RuntimeConfig:
     daemon: DaemonSection = field(default_factory=DaemonSection)
     data: DataSection = field(default_factory=DataSection)
     risk: RiskSection = field(default_factory=RiskSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    adapters: AdaptersSection = field(default_factory=AdaptersSection)
+    promotion: PromotionSection = field(default_factory=PromotionSection)
     tyler: TylerSection = field(default_factory=TylerSection)
     index: IndexSection = field(default_factory=IndexSection)
     training: TrainingSection = field(default_factory=TrainingSection)
@@ -338,6 +490,9 @@ class RuntimeConfig:
     projectx: ProjectXSection = field(default_factory=ProjectXSection)
     execution: ExecutionSection = field(default_factory=ExecutionSection)
     canary: CanarySection = field(default_factory=CanarySection)
+    pipeline: PipelineSection = field(default_factory=PipelineSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    threads: ThreadsSection = field(default_factory=ThreadsSection)
     # Where the file was read from; relative paths in the file are relative to its folder.
     source_path: str = field(default="runtime.toml", metadata={"internal": True})
 

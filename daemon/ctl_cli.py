@@ -27,6 +27,9 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     n = csub.add_parser("news", help="mark a news event: embargo orders around it")
     n.add_argument("ts", help="ISO time of the news event")
     csub.add_parser("reload", help="re-read runtime.toml (same as SIGHUP)")
+    rb = csub.add_parser("rollback", help="roll the forecaster's adapter back (issue 6)")
+    rb.add_argument("version", nargs="?", default=None,
+                    help="version to activate (e.g. v000003, or 'base'); default: previous")
     csub.add_parser("rollback-artifacts",
                     help="swap to the previous artifact set under [artifacts].dir")
     rl = csub.add_parser("rate-limit", help="set the order submission rate (Order/place per "
@@ -77,6 +80,8 @@ def run_ctl(args: argparse.Namespace) -> int:
         payload = {"ts": args.ts}
     elif cmd == "rate-limit":
         payload = {"qps": args.qps}
+    elif cmd == "rollback":
+        payload = {"version": args.version}
     result = call(sock, cmd, payload)
     if cmd == "status" and not args.json:
         print(format_table(result))

@@ -28,6 +28,42 @@ class Metrics:
             "anchord_bar_processing_seconds", "Time to process one bar in the ingest loop",
             registry=r, buckets=(1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 0.1, 1.0),
         )
+        # issue 6: continual adapter updates
+        self.adapter_cycles = Counter("anchord_adapter_cycles_total",
+                                      "Update cycles by decision", ["decision"], registry=r)
+        self.adapter_rollbacks = Counter("anchord_adapter_rollbacks_total",
+                                         "Adapter rollbacks (monitor or ctl)", registry=r)
+        self.adapter_gauges = {
+            key: Gauge(f"anchord_adapter_{key}", f"Last update cycle: {key}", registry=r)
+            for key in ("drift_mse", "stress_mse", "mdd", "worst_day_return", "violations",
+                        "output_drift", "attribution_shift", "drift_gain", "cycle_s")
+        }
+        # -- issue 4: the per-bar pipeline, its monitors and the risk gate --------------------
+        self.pipeline_stage = Histogram(
+            "anchord_pipeline_stage_seconds", "Per-stage and end-to-end pipeline latency",
+            ["stage"], registry=r,
+            buckets=(5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2,
+                     0.1),
+        )
+        self.pipeline_over_budget = Counter(
+            "anchord_pipeline_over_budget_total", "Stage samples over their budget", ["stage"],
+            registry=r,
+        )
+        self.decisions = Counter("anchord_decisions_total", "Pipeline decisions", registry=r)
+        self.risk_denials = Counter(
+            "anchord_risk_denials_total", "Intents denied by the risk gate", ["reason"],
+            registry=r,
+        )
+        self.risk_accepts = Counter("anchord_risk_accepts_total", "Intents accepted by the gate",
+                                    registry=r)
+        self.ann_recall = Gauge("anchord_ann_recall", "Rolling ANN recall@k vs exact search",
+                                registry=r)
+        self.ann_speedup = Gauge("anchord_ann_speedup", "Rolling exact/ANN search time ratio",
+                                 registry=r)
+        self.calibration_ece = Gauge("anchord_calibration_ece", "Rolling ECE of p_up",
+                                     registry=r)
+        self.recalibrations = Counter("anchord_recalibrations_total", "Recalibration attempts",
+                                      ["applied"], registry=r)
 
         # --- execution: outbox, submitter, canary (issue 5) ---
         self.orders_final = Counter("anchord_orders_final_total",

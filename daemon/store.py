@@ -90,6 +90,37 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX outbox_log_tag ON outbox_log(tag, id);
     """,
+    3: """
+    CREATE TABLE recalibrations (
+        version INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        applied INTEGER NOT NULL,
+        ece_before REAL,
+        ece_after REAL,
+        n_fit INTEGER NOT NULL,
+        n_holdout INTEGER NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        artifact_dir TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # --- 4: adapter audit index (issue 6; adapters/audit.py) ---
+    4: """
+    CREATE TABLE audit_index (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        cycle INTEGER,
+        decision TEXT,
+        reason TEXT,
+        version TEXT,
+        adapter_checksum TEXT,
+        anchor_suite_hash TEXT
+    );
+    CREATE INDEX audit_index_cycle ON audit_index(cycle);
+    """,
     5: """
     CREATE TABLE journal (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -266,3 +297,62 @@ class Store:
                                      (kind,)).fetchall()
         return [{"seq": r["seq"], "kind": r["kind"], "ts": r["ts"], **orjson.loads(r["payload"])}
                 for r in rows]
+
+    # -- audit index (issue 6): one row per audit record of the adapter worker -------------
+    def index_audit(self, record: dict[str, Any]) -> None:
+        """Index one audit record (the JSONL file under <state_dir>/audit/ is the source)."""
+        self._ensure_audit_table()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO audit_index(id, seq, kind, ts, cycle, decision, reason,"
+                " version, adapter_checksum, anchor_suite_hash)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record["id"], int(record["seq"]), record.get("kind", "candidate"),
+                 record["ts"], record.get("cycle"), record.get("decision"),
+                 record.get("reason"), record.get("version"), record.get("adapter_checksum"),
+                 record.get("anchor_suite_hash")),
+            )
+
+    def audit_index(self) -> list[dict[str, Any]]:
+        """The indexed audit records in order."""
+        self._ensure_audit_table()
+        rows = self.conn.execute("SELECT * FROM audit_index ORDER BY seq").fetchall()
+        return [dict(r) for r in rows]
+
+    def _ensure_audit_table(self) -> None:
+        # A store created before migration 4 existed is already past version 4: create the
+        # table here (same DDL) instead of renumbering a released migration.
+        exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                   "name = 'audit_index'").fetchone()
+        if exists is None:
+            with self.transaction() as c:
+                for statement in MIGRATIONS[4].split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+    # -- recalibration history (issue 4, migration 3) ------------------------------------------
+    def add_recalibration(self, *, ts: datetime, reason: str, applied: bool,
+                          ece_before: float | None, ece_after: float | None, n_fit: int,
+                          n_holdout: int, path: str, sha256: str, artifact_dir: str = "") -> int:
+        """Record one recalibration attempt (applied or not); returns its version number
+        (1, 2, ... in order, never reused)."""
+        with self.transaction() as c:
+            row = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM recalibrations").fetchone()
+            version = int(row[0])
+            c.execute(
+                "INSERT INTO recalibrations(version, ts, reason, applied, ece_before, ece_after,"
+                " n_fit, n_holdout, path, sha256, artifact_dir)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (version, iso(ts), reason, int(applied), ece_before, ece_after, n_fit,
+                 n_holdout, path, sha256, artifact_dir),
+            )
+        return version
+
+    def next_recalibration_version(self) -> int:
+        """The version number the next recalibration will get."""
+        row = self.conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM recalibrations")
+        return int(row.fetchone()[0])
+
+    def recalibrations(self) -> list[dict[str, Any]]:
+        """All recalibration records, oldest first."""
+        rows = self.conn.execute("SELECT * FROM recalibrations ORDER BY version").fetchall()
+        return [dict(r) | {"applied": bool(r["applied"])} for r in rows]

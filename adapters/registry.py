@@ -1,0 +1,197 @@
+"""The adapter registry under `<state_dir>/adapters/`: one immutable folder per version.
+
+Layout: `v000001/` holds peft's `adapter_model.safetensors` + `adapter_config.json` and our
+`meta.json` (tensor checksum, base checksum, parent, rank/alpha, when, audit id). `ACTIVE` is the
+pointer (JSON: version, checksum, history of previously active versions), replaced atomically:
+written to a temp file, fsynced, renamed over the old one, directory fsynced. A version whose
+tensors do not hash to its recorded checksum, or that was trained on another base, is refused
+with a reason (RegistryError) and the pointer is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adapters.lora import (
+    AdapterError,
+    attach_lora,
+    load_adapter_state,
+    save_adapter,
+    tensor_checksum,
+)
+from adapters.model import Forecaster
+
+POINTER = "ACTIVE"
+META = "meta.json"
+
+
+class RegistryError(Exception):
+    """A version is missing, corrupted, or does not fit the base model; the message says why."""
+
+
+def base_checksum(base: Forecaster) -> str:
+    """Checksum of the frozen base forecaster's tensors (adapters are only valid on it)."""
+    return tensor_checksum(dict(base.state_dict()))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a crash leaves the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class AdapterRegistry:
+    """Versions of the forecaster's LoRA adapter and the active pointer."""
+
+    def __init__(self, root: Path, base: Forecaster) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.base = base
+        self.base_sum = base_checksum(base)
+
+    # -- versions ------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Stored versions, oldest first."""
+        return sorted(p.name for p in self.root.glob("v[0-9]*") if p.is_dir())
+
+    def save(self, state: dict[str, torch.Tensor], rank: int, alpha: float,
+             meta: dict[str, Any] | None = None) -> str:
+        """Store a new version (written aside, then renamed into place); returns its name."""
+        existing = self.versions()
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        version = f"v{number:06d}"
+        tmp = self.root / f".{version}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model = attach_lora(self.base, rank, alpha, init=state)
+        save_adapter(model, tmp)
+        record = {"version": version, "checksum": tensor_checksum(state),
+                  "base_checksum": self.base_sum, "rank": int(rank), "alpha": float(alpha),
+                  "created": datetime.now(UTC).isoformat(), "parent": self.active(),
+                  **(meta or {})}
+        (tmp / META).write_text(json.dumps(record, sort_keys=True, default=str))
+        for f in tmp.iterdir():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.root / version)
+        _fsync_dir(self.root)
+        return version
+
+    def meta(self, version: str) -> dict[str, Any]:
+        """A version's meta.json; RegistryError if absent or unreadable."""
+        try:
+            return json.loads((self.root / version / META).read_text())
+        except (OSError, ValueError) as err:
+            raise RegistryError(f"adapter {version}: no readable {META} ({err})") from None
+
+    def load(self, version: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors, meta) of a version after checking its checksum and base; RegistryError
+        with the reason otherwise."""
+        folder = self.root / version
+        if not folder.is_dir():
+            raise RegistryError(f"adapter {version}: no such version")
+        meta = self.meta(version)
+        if meta.get("base_checksum") != self.base_sum:
+            raise RegistryError(f"adapter {version}: trained on another base checkpoint "
+                                f"({str(meta.get('base_checksum'))[:12]} != {self.base_sum[:12]})")
+        try:
+            state, _cfg = load_adapter_state(folder)
+        except AdapterError as err:
+            raise RegistryError(f"adapter {version}: {err}") from None
+        got = tensor_checksum(state)
+        if got != meta.get("checksum"):
+            raise RegistryError(f"adapter {version}: tensor checksum {got[:12]} does not match "
+                                f"the recorded {str(meta.get('checksum'))[:12]} (corrupted)")
+        try:  # also proves the tensors fit the base's target modules
+            attach_lora(self.base, int(meta["rank"]), float(meta["alpha"]), init=state)
+        except (AdapterError, KeyError, ValueError, RuntimeError) as err:
+            raise RegistryError(f"adapter {version}: does not fit the base model ({err})") \
+                from None
+        return state, meta
+
+    # -- the active pointer --------------------------------------------------------------
+    def _pointer(self) -> dict[str, Any]:
+        path = self.root / POINTER
+        if not path.exists():
+            return {"version": None, "history": []}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise RegistryError(f"{path}: unreadable active pointer ({err})") from None
+
+    def active(self) -> str | None:
+        """The active version (None = the bare base model)."""
+        return self._pointer().get("version")
+
+    def history(self) -> list[str | None]:
+        """Previously active versions, most recent last."""
+        return list(self._pointer().get("history", []))
+
+    def activate(self, version: str | None, reason: str = "", *,
+                 rolled_back: str | None = None) -> None:
+        """Point ACTIVE at `version` (None = bare base) after verifying it loads; atomic.
+        `rolled_back` marks the version being left as one never to return to automatically."""
+        if version is not None:
+            self.load(version)
+        ptr = self._pointer()
+        history = list(ptr.get("history", []))
+        if ptr.get("version") != version:
+            history.append(ptr.get("version"))
+        skipped = list(ptr.get("rolled_back", []))
+        if rolled_back is not None:
+            skipped.append(rolled_back)
+        checksum = self.meta(version)["checksum"] if version else None
+        body = {"version": version, "checksum": checksum, "history": history[-50:],
+                "rolled_back": skipped[-50:], "reason": reason,
+                "at": datetime.now(UTC).isoformat()}
+        atomic_write(self.root / POINTER, json.dumps(body, sort_keys=True).encode())
+
+    def rollback(self, to: str | None = None, reason: str = "rollback") -> str | None:
+        """Activate `to` (a version, "base" for the bare base) or the previously active one;
+        returns the version now active. RegistryError if there is nothing to roll back to or
+        the target is corrupted (the pointer then stays as it was)."""
+        ptr = self._pointer()
+        current = ptr.get("version")
+        if to is None:
+            skipped = set(ptr.get("rolled_back", [])) | {current}
+            candidates = [v for v in reversed(ptr.get("history", [])) if v not in skipped]
+            if current is None:
+                raise RegistryError("nothing to roll back to (the bare base is active)")
+            target = candidates[0] if candidates else None
+        else:
+            target = None if to == "base" else to
+        self.activate(target, reason=reason, rolled_back=current)
+        return target
+
+    def load_active(self) -> tuple[str | None, dict[str, torch.Tensor] | None,
+                                   dict[str, Any] | None, str | None]:
+        """(version, tensors, meta, refusal) for start-up: a corrupted active version is
+        refused with its reason and (None, None, None, reason) tells the caller to serve the
+        base."""
+        version = self.active()
+        if version is None:
+            return None, None, None, None
+        try:
+            state, meta = self.load(version)
+        except RegistryError as err:
+            return None, None, None, str(err)
+        return version, state, meta, None

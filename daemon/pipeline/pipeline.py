@@ -1,0 +1,448 @@
+"""The per-bar pipeline: the path of one bar, top to bottom, every stage timed.
+
+    features → whiten (artifact whitener, same as the indexed vectors) → retrieve (FAISS k-NN)
+    → neighbours (stats of the neighbours' outcomes) → forecast (serving model) → score
+    (CatBoost) → calibrate → decide (target position)            ... `decide(bar)`
+    → risk gate on the intent the caller built                    ... `check(intent, bar)`
+    then, off the timed path: live Tyler shape update, recall checks, calibration monitor,
+    periodic latency record                                        ... `after_bar()`
+
+Everything heavy is warm-loaded once from a verified artifact set; nothing is loaded per bar.
+The serving forecaster is one reference (`swap_forecaster` replaces it in one assignment, and
+`decide` reads it once per bar), so a bar sees the old model or the new one, never a mix.
+Replay and live use this same code; `score_slice` replays a date range through the same
+stages, decision rule and risk gate with a candidate forecaster (the adapters' promotion gate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from daemon.bars.model import Bar
+from daemon.features import FeatureState
+from daemon.intent import OrderIntent
+from daemon.pipeline.decision import DecisionParams, EwmaVol, target_position
+from daemon.pipeline.fastpath import (
+    CalibrationPath,
+    NeighbourStatsFast,
+    ServingForecaster,
+    TreeScorer,
+)
+from daemon.pipeline.latency import END_TO_END, LatencyRecorder
+from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
+from daemon.pipeline.neighbours import forecaster_input, scorer_row
+from daemon.pipeline.retrieval import index_vector
+from daemon.pipeline.tyler import tyler_incremental, whiten
+from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
+
+STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "calibrate",
+          "decide", "gate")
+_EMPTY_SNAPSHOT = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the pipeline wants after one bar: the target position and why.
+
+    `model` names the forecaster that produced `forecast` (for audit and the swap test)."""
+
+    bar: Bar
+    target_position: int
+    p_up: float
+    edge: float
+    forecast: float
+    reason: str
+    p_raw: float = math.nan
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """Serving parameters (from `[pipeline]` and the artifact set's params)."""
+
+    decision: DecisionParams = DecisionParams()
+    k: int = 20
+    window: int = 8
+    vol_halflife: float = 20.0
+    tyler_every: int = 1
+    tyler_weight: float = 0.01
+    tyler_iterations: int = 1
+    recall_fraction: float = 0.01
+    recall_window: int = 200
+    recall_k: int = 10
+    horizon: int = 1
+    ece_window: int = 250
+    ece_target: float = 0.08
+    ece_min_samples: int = 100
+    replay: bool = True  # market time = bar time (replay); False: the injected clock (live)
+    recalibrate: bool = True
+    journal_every_bars: int = 500
+
+
+class _BarState:
+    """The rolling state one replay of bars needs (features, whitened window, volatility,
+    book for the gate). `Pipeline` has one for serving; `score_slice` makes fresh ones."""
+
+    def __init__(self, window: int, vol_halflife: float) -> None:
+        self.features = FeatureState()
+        self.window: deque[np.ndarray] = deque(maxlen=window)
+        self.vol = EwmaVol(vol_halflife)
+        self.prev_close = math.nan
+        self.ref_close = math.nan  # the close before the current bar (price-deviation check)
+        # the book the gate sees: position from accepted intents, marked to market per bar
+        self.position = 0
+        self.day: date | None = None
+        self.daily_pnl = 0.0
+        self.orders: deque[datetime] = deque()
+
+    def mark(self, bar: Bar, point_value: float) -> None:
+        """Mark the book to this bar's close (before deciding on it)."""
+        d = bar.ts.date()
+        if d != self.day:
+            self.day, self.daily_pnl = d, 0.0
+        if math.isfinite(self.prev_close):
+            self.daily_pnl += self.position * (bar.close - self.prev_close) * point_value
+
+    def orders_last_minute(self, now: datetime) -> int:
+        cutoff = now - timedelta(seconds=60)
+        while self.orders and self.orders[0] <= cutoff:
+            self.orders.popleft()
+        return len(self.orders)
+
+
+class Pipeline:
+    """Warm-loaded stages over one artifact set. See the module docstring for the flow."""
+
+    def __init__(self, arts: Any, params: PipelineParams, limits: RiskLimits, *,
+                 risk: Any = None, recorder: LatencyRecorder | None = None,
+                 metrics: Any = None, log: Any = None, store: Any = None,
+                 clock: Any = None, journal: bool = True) -> None:
+        self.arts = arts
+        self.params = params
+        self.limits = limits
+        self.risk = risk
+        self.metrics = metrics
+        self.log = log
+        self.store = store
+        self.clock = clock
+        self.journal_denials = journal
+        self.recorder = recorder or LatencyRecorder()
+        self.tyler = arts.tyler
+        self.index = arts.index
+        self._cal = CalibrationPath(arts.calibrator)
+        n_features = len(arts.params.get("feature_names") or ()) or int(self.tyler.dim)
+        from daemon.pipeline.neighbours import NEIGHBOUR_STAT_NAMES
+
+        self.scorer = TreeScorer(arts.scorer, n_features + len(NEIGHBOUR_STAT_NAMES) + 1)
+        self._serving = ServingForecaster(arts.forecaster, "base")
+        self.nstats = NeighbourStatsFast(params.k)
+        self.state = _BarState(params.window, params.vol_halflife)
+        self._realised = np.asarray(getattr(self.index, "realised_ts", np.zeros(0)))
+        self._realised_max = int(self._realised.max()) if self._realised.size else 0
+        self.recall = RecallMonitor(self._exact, k=params.recall_k,
+                                    fraction=params.recall_fraction, window=params.recall_window)
+        self.calibration = CalibrationMonitor(horizon=params.horizon, window=params.ece_window,
+                                              target_ece=params.ece_target,
+                                              min_samples=params.ece_min_samples)
+        self.live_shape = np.array(self.tyler.shape, copy=True)
+        self.bars_decided = 0
+        self._exact_index: Any = None
+        # per-bar hand-over from decide() to check()/after_bar()
+        self._t0 = 0
+        self._pending_bar: Bar | None = None
+        self._e2e_done = True
+        self._last_feats: np.ndarray | None = None
+        self._last_p: tuple[float, float | None] = (math.nan, None)
+        self._after_pending = False
+        self.on_ece_drift: Callable[[float], None] | None = None
+        self.on_bar_done: Callable[[], None] | None = None
+        self.on_decided: Callable[[], None] | None = None
+        self._decided_ns = 0
+        self.recal_dir: Path | None = None
+        self.recalibrations: list[Any] = []
+        self.bars_provider: Callable[[], list[Bar]] | None = None
+        self._bars: list[Bar] | None = None
+        self._slice_cache: dict[tuple[str, str], Any] = {}
+
+    @property
+    def calibrator(self) -> Any:
+        """The serving calibrator (replaced as a whole by an applied recalibration)."""
+        return self._cal.calibrator
+
+    @calibrator.setter
+    def calibrator(self, calibrator: Any) -> None:
+        self._cal = CalibrationPath(calibrator)  # prepared first, then one assignment
+
+    # -- the serving model ---------------------------------------------------------------------
+    @property
+    def forecaster(self) -> ServingForecaster:
+        return self._serving
+
+    def swap_forecaster(self, model: Any, name: str = "") -> ServingForecaster:
+        """Serve `model` from the next bar on. The fast path is prepared first; the swap itself
+        is one reference assignment, so a bar never sees a half-swapped model. Returns the
+        previous serving model (keep it for an instant rollback)."""
+        serving = model if isinstance(model, ServingForecaster) else ServingForecaster(
+            model, name)
+        old, self._serving = self._serving, serving
+        return old
+
+    # -- the bar path ----------------------------------------------------------------------------
+    def decide(self, bar: Bar) -> Decision | None:
+        """Run every model stage on one bar (timed) and return the decision; None while the
+        features or the whitened window are warming up."""
+        out = self._decide(bar)
+        if self.on_decided is not None:
+            self.on_decided()
+        return out
+
+    def _decide(self, bar: Bar) -> Decision | None:
+        if self._after_pending:  # the previous bar's off-path work did not run yet
+            self.after_bar()
+        self._close_previous()
+        rec = self.recorder
+        t0 = rec.start()
+        self._after_pending = True
+        serving = self._serving  # read once: this bar uses this model throughout
+        cal = self._cal
+        st = self.state
+        st.mark(bar, self.params.decision.point_value)
+        with rec.stage("features"):
+            sigma = st.vol.update(bar.close)
+            feats = st.features.update(bar)
+        st.ref_close, st.prev_close = st.prev_close, bar.close
+        self._last_feats = None
+        if feats is None:
+            self.calibration.observe(math.nan, None, bar.close)
+            return None
+        with rec.stage("whiten"):
+            w = whiten(feats, self.tyler)
+            st.window.append(w)
+        self._last_feats = feats
+        if len(st.window) < st.window.maxlen:
+            self.calibration.observe(math.nan, None, bar.close)
+            return None
+        with rec.stage("retrieve"):
+            q = index_vector(np.stack(st.window))
+            t_ann = rec.start()
+            dist, ids, visible = self._search(q, bar.ts)
+            ann_ns = rec.start() - t_ann
+        self.recall.offer(q, ids[0], ann_ns, visible)
+        with rec.stage("neighbours"):
+            nstats = self.nstats(dist[0], self.index.neighbour_outcomes(ids[0]))
+        with rec.stage("forecast"):
+            forecast = serving.predict(forecaster_input(w, nstats))
+        with rec.stage("score"):
+            p_raw = self.scorer.proba(scorer_row(feats, nstats, forecast))
+        with rec.stage("calibrate"):
+            p_up = cal(p_raw)
+        with rec.stage("decide"):
+            target, edge, reason = target_position(p_up, forecast, sigma, bar.close,
+                                                   self.params.decision, st.position)
+        self._t0, self._pending_bar, self._e2e_done = t0, bar, False
+        self._decided_ns = rec.start()
+        self._last_p = (p_raw, p_up)
+        self.bars_decided += 1
+        if self.metrics is not None:
+            self.metrics.decisions.inc()
+        return Decision(bar, target, p_up, edge, forecast, reason, p_raw, serving.name)
+
+    def check(self, intent: OrderIntent, bar: Bar) -> Verdict:
+        """Run the risk gate on an intent built from this bar's decision; a denial is logged,
+        counted and journalled. The first check of a bar closes its end-to-end latency."""
+        st = self.state
+        with self.recorder.stage("gate"):
+            now = bar.ts if self.params.replay or self.clock is None else self.clock.now()
+            snapshot = self.risk.snapshot() if self.risk is not None else _EMPTY_SNAPSHOT
+            ref = st.ref_close if math.isfinite(st.ref_close) else 0.0
+            market = MarketView(now, bar.ts, ref, st.daily_pnl, st.orders_last_minute(now))
+            verdict = gate(intent, snapshot, self.limits, market)
+        if not self._e2e_done and self._pending_bar is bar:
+            self.recorder.end_to_end(self._t0)
+            self._e2e_done = True
+        if verdict.accepted:
+            st.orders.append(now)
+            st.position = intent.target_position
+            if self.metrics is not None:
+                self.metrics.risk_accepts.inc()
+        else:
+            self._deny(intent, verdict, bar)
+        return verdict
+
+    def after_bar(self) -> None:
+        """Work kept off the timed path: close the bar's latency, update the live Tyler shape,
+        answer sampled queries exactly, feed the calibration monitor, flush histograms."""
+        self._after_pending = False
+        bar = self._pending_bar
+        feats = self._last_feats
+        if feats is not None and self.params.tyler_every and \
+                self.bars_decided % self.params.tyler_every == 0:
+            self.live_shape = tyler_incremental(self.live_shape, self.tyler.standardise(feats),
+                                                shrinkage=self.tyler.shrinkage,
+                                                n_iter=self.params.tyler_iterations,
+                                                weight=self.params.tyler_weight)
+        if self.recall.drain() and self.metrics is not None:
+            self.metrics.ann_recall.set(self.recall.recall or 0.0)
+            self.metrics.ann_speedup.set(self.recall.speedup or 0.0)
+        if bar is not None and self._last_p[1] is not None:
+            crossed = self.calibration.observe(self._last_p[0], self._last_p[1], bar.close)
+            self._last_p = (math.nan, None)
+            ece = self.calibration.ece
+            if ece is not None and self.metrics is not None:
+                self.metrics.calibration_ece.set(ece)
+            if crossed and ece is not None:
+                if self.log is not None:
+                    self.log.warning("ece_drift", ece=round(ece, 4),
+                                     target=self.calibration.target_ece)
+                if self.on_ece_drift is not None:
+                    self.on_ece_drift(ece)
+                if self.params.recalibrate and self.store is not None and self.recal_dir:
+                    self.recalibrate_now(bar.ts, f"ece_drift {ece:.4f}")
+        self.recorder.flush()
+        if self.on_bar_done is not None:
+            self.on_bar_done()
+
+    # -- recalibration ---------------------------------------------------------------------------
+    def recalibrate_now(self, at: datetime, reason: str) -> Any:
+        """Refit the calibrator on the monitor's resolved window; applied (one assignment) only
+        if it improves ECE on the held-out newest bars. Every attempt is versioned (file +
+        sha256 + store row) and journalled as `recalibration`. Returns the result."""
+        from daemon.pipeline.monitors import recalibrate
+        from daemon.training.calibration import fit_isotonic, fit_platt
+
+        raw, y = self.calibration.window_arrays()
+        if len(raw) < 20 or self.store is None or self.recal_dir is None:
+            return None
+        fit = fit_isotonic if getattr(self.calibrator, "kind", "") == "isotonic" else fit_platt
+        result = recalibrate(raw, y, self.calibrator, fit, store=self.store,
+                             folder=self.recal_dir, at=at,
+                             artifact_dir=str(getattr(self.arts, "dir", "")))
+        if result.applied:
+            self.calibrator = result.calibrator
+            self.calibration.reset_window()
+        self.recalibrations.append(result)
+        record = {"version": result.version, "applied": result.applied,
+                  "reason": reason, "decision": result.reason,
+                  "ece_before": result.ece_before, "ece_after": result.ece_after,
+                  "path": str(result.path), "sha256": result.sha256}
+        if self.metrics is not None:
+            self.metrics.recalibrations.labels(applied=str(result.applied).lower()).inc()
+        if self.log is not None:
+            self.log.warning("recalibration", **record)
+        self.store.journal("recalibration", at, record)
+        return result
+
+    # -- replaying a slice with a candidate model (the adapters' promotion gate) ----------------
+    def score_slice(self, model: Any, start: str, end: str) -> dict[str, Any]:
+        """Replay bars dated [start, end] (ISO dates/times) with forecaster `model` through the
+        real stages, decision rule and risk gate; returns `mdd` (≤ 0), `violations` (denials +
+        limit breaches), `worst_day_return`, `mse`, `returns` (per bar) and a few more. Does not
+        touch the serving state; safe to call from a worker thread."""
+        from daemon.pipeline.slices import backtest_snapshot, prepare_slice, score_inputs
+
+        key = (start, end)
+        inputs = self._slice_cache.get(key)
+        if inputs is None:
+            inputs = prepare_slice(self, self.slice_bars(), start, end)
+            self._slice_cache[key] = inputs
+        return score_inputs(self, inputs, model, backtest_snapshot(self.risk))
+
+    def slice_bars(self) -> list[Bar]:
+        """All bars `score_slice` can replay (loaded once, from the artifact set's source)."""
+        if self._bars is None:
+            self._bars = self.bars_provider() if self.bars_provider else load_bars(
+                str(self.arts.params.get("source", "sample:sp500")),
+                str(self.arts.params.get("contract", "SLICE")))
+        return self._bars
+
+    # -- status --------------------------------------------------------------------------------
+    def shape_drift(self) -> float:
+        """Relative Frobenius distance of the live Tyler shape from the artifact's."""
+        base = self.tyler.shape
+        return float(np.linalg.norm(self.live_shape - base) / np.linalg.norm(base))
+
+    def status(self) -> dict[str, Any]:
+        """Latency percentiles, monitors and the serving model, for `ctl status`."""
+        lat = self.recorder.snapshot()
+        return {"bars_decided": self.bars_decided, "forecaster": self._serving.name,
+                "forecaster_path": self._serving.kind, "scorer_path": self.scorer.kind,
+                "neighbour_stats_path": self.nstats.kind, "calibration_path": self._cal.kind,
+                "latency_end_to_end": lat["end_to_end"],
+                "latency_p99_us": {n: s.get("p99_us") for n, s in lat["stages"].items()},
+                **self.recall.snapshot(), **self.calibration.snapshot(),
+                "tyler_shape_drift": round(self.shape_drift(), 5),
+                "book_position": self.state.position,
+                "daily_pnl": round(self.state.daily_pnl, 2)}
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _close_previous(self) -> None:
+        """A bar that produced no intent ends at its decision: record its end-to-end then."""
+        if not self._e2e_done:
+            self.recorder.record(END_TO_END, self._decided_ns - self._t0)
+            self._e2e_done = True
+
+    def _search(self, q: np.ndarray, ts: datetime) -> tuple[np.ndarray, np.ndarray, int | None]:
+        """(dists, ids, visible): `visible` is the id prefix searched when replaying history
+        (only outcomes realised by the bar's time), None when everything is visible."""
+        epoch = int(ts.timestamp())
+        if epoch < self._realised_max:  # replaying history: only outcomes known by then
+            dist, ids = self.index.search(q, self.params.k, realised_by=epoch)
+            return dist, ids, int(self.index.visible(epoch))
+        dist, ids = self.index.search(q, self.params.k)
+        return dist, ids, None
+
+    def _exact(self, q: np.ndarray, k: int,
+               visible: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the same stored vectors (a flat index built once, lazily),
+        restricted to the first `visible` ids when the ANN query was."""
+        if self._exact_index is None:
+            import faiss
+
+            inner = self.index.index
+            flat = faiss.IndexFlatL2(inner.d)
+            flat.add(inner.reconstruct_n(0, inner.ntotal))
+            self._exact_index = flat
+        q = np.ascontiguousarray(q, dtype=np.float32)
+        if visible is None:
+            return self._exact_index.search(q, k)
+        import faiss
+
+        if visible <= 0:
+            return np.full((1, k), np.inf, np.float32), np.full((1, k), -1, np.int64)
+        params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, int(visible)))
+        return self._exact_index.search(q, k, params=params)
+
+    def _deny(self, intent: OrderIntent, verdict: Verdict, bar: Bar) -> None:
+        if self.metrics is not None:
+            self.metrics.risk_denials.labels(reason=verdict.reason).inc()
+        fields = {"reason": verdict.reason, "intent_id": intent.intent_id,
+                  "side": int(intent.side), "size": intent.size,
+                  "target_position": intent.target_position, "bar_ts": bar.ts.isoformat()}
+        if self.log is not None:
+            self.log.warning("risk_denied", **fields)
+        if self.store is not None and self.journal_denials:
+            self.store.journal("deny", bar.ts, fields)
+
+
+def load_bars(source: str, contract: str) -> list[Bar]:
+    """The valid bars of a replay source, in order (invalid rows are skipped here; the ingest
+    loop is where they are quarantined)."""
+    from daemon.bars.model import BarRejected, BarValidator
+    from daemon.bars.replay import load_rows
+
+    validator = BarValidator()
+    out = []
+    for raw in load_rows(source):
+        try:
+            out.append(validator.check(raw, contract))
+        except BarRejected:
+            continue
+    return out

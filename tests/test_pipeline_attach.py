@@ -1,0 +1,104 @@
+"""attach_pipeline wires the pipeline into a daemon: status, metrics, journal, reload, denials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.app import Daemon
+from daemon.clock import ManualClock
+from daemon.config import load_config
+from daemon.intent import intent_for_target
+from daemon.pipeline import attach as attach_mod
+from tests.helpers import basic_config, write_config
+from tests.pipeline_support import sample_bars, small_set
+
+
+def make_daemon(tmp_path: Path, extra: str = "") -> Daemon:
+    text = basic_config(metrics='listen = ""') + extra
+    cfg = load_config(write_config(tmp_path, text))
+    return Daemon(cfg, clock=ManualClock())
+
+
+def test_no_artifact_set_means_no_pipeline(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, '[artifacts]\ndir = "nowhere"\n')
+    assert daemon.pipeline is None
+    assert attach_mod.attach_pipeline(daemon) is None and daemon.pipeline is None
+    daemon.store.close()
+
+
+def test_attach_wires_status_metrics_journal_and_denials(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "arts").mkdir()
+    (tmp_path / "cal.csv").write_text("1999-03-10T00:00:00Z,scheduled event\n")
+    monkeypatch.setattr("daemon.training.artifacts.load_artifact_set", lambda _p: small_set())
+    daemon = make_daemon(tmp_path, '[artifacts]\ndir = "arts"\n'
+                                   '[limits]\ncalendar_file = "cal.csv"\n'
+                                   '[pipeline]\nrecall_fraction = 0.5\n')
+    pipe = daemon.pipeline  # Daemon.__init__ attached it
+    assert pipe is not None
+    assert len(daemon.risk.calendar) == 1
+    assert len(daemon.tasks) == 2
+    position, denied = 0, 0
+    for bar in sample_bars()[:300]:
+        d = pipe.decide(bar)
+        if d is not None:
+            intent = intent_for_target(bar.contract, bar.ts, position, d.target_position,
+                                       bar.close)
+            if intent is not None:
+                v = pipe.check(intent, bar)
+                position = d.target_position if v.accepted else position
+                denied += not v.accepted
+        pipe.after_bar()
+    status = daemon.status()["pipeline"]
+    assert status["latency_end_to_end"]["count"] > 200 and status["ann_recall"] == 1.0
+    assert daemon.metrics.value("anchord_decisions_total") == status["bars_decided"]
+    assert daemon.metrics.value("anchord_pipeline_stage_seconds_count",
+                                {"stage": "end_to_end"}) > 200
+    attach_mod.record_latency(daemon, pipe, "test")
+    lat = daemon.store.journal_rows("latency")[-1]
+    assert lat["end_to_end"]["p99_us"] > 0 and "retrieve" in lat["stages"]
+    assert lat["hist"]["end_to_end"]
+    assert daemon.store.journal_rows("monitor")[-1]["ann_recall"] == 1.0
+    # a denial is logged, counted and journalled with its reason
+    daemon.risk.engage_kill("test", daemon.clock.now())
+    bar = sample_bars()[300]
+    pipe.decide(bar)
+    v = pipe.check(intent_for_target(bar.contract, bar.ts, 0, 1, bar.close), bar)
+    assert not v.accepted and v.reason == "kill_switch"
+    assert daemon.store.journal_rows("deny")[-1]["reason"] == "kill_switch"
+    assert daemon.metrics.value("anchord_risk_denials_total", {"reason": "kill_switch"}) >= 1
+    # reload applies new limits
+    cfg_path = Path(daemon.cfg.source_path)
+    cfg_path.write_text(cfg_path.read_text().replace('calendar_file = "cal.csv"',
+                                                     'calendar_file = "cal.csv"\n'
+                                                     'max_position = 1'))
+    assert daemon.reload("test")
+    assert pipe.limits.max_position == 1 and pipe.params.decision.max_position == 1
+    daemon.store.close()
+
+
+REAL_SET = Path("/work/wt/artifacts-sp500")
+
+
+@pytest.mark.skipif(not (REAL_SET / "manifest.json").is_file(),
+                    reason="no trained artifact set at /work/wt/artifacts-sp500")
+def test_daemon_serves_a_trained_artifact_set(tmp_path: Path) -> None:
+    daemon = make_daemon(tmp_path, f'[artifacts]\ndir = "{REAL_SET}"\n'
+                                   '[pipeline]\nrecall_fraction = 0.2\n')
+    pipe = daemon.pipeline
+    assert pipe is not None and pipe.forecaster.kind == "numpy" and pipe.scorer.kind == "numpy"
+    from daemon.pipeline.pipeline import load_bars
+
+    rows = []
+    for bar in load_bars("sample:sp500", "CON.F.US.EP.Z26")[3500:3800]:  # after train_end
+        d = pipe.decide(bar)
+        if d is not None:
+            rows.append(d)
+        pipe.after_bar()
+    assert len(rows) > 200 and all(0.0 < d.p_up < 1.0 for d in rows)
+    assert pipe.recall.recall is not None and pipe.recall.recall > 0.9
+    out = pipe.score_slice(pipe.arts.forecaster, *pipe.arts.slices["stress_2018_02"])
+    assert out["bars"] > 5 and out["mdd"] <= 0
+    daemon.store.close()
