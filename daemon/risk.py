@@ -135,6 +135,7 @@ class Session:
     end_min: int
 
     def contains(self, at: datetime) -> bool:
+        """True when `at` (UTC) falls on one of the days inside [start, end)."""
         minute = at.hour * 60 + at.minute
         return at.weekday() in self.days and self.start_min <= minute < self.end_min
 

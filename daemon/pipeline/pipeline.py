@@ -113,6 +113,7 @@ class _BarState:
             self.daily_pnl += self.position * (bar.close - self.prev_close) * point_value
 
     def orders_last_minute(self, now: datetime) -> int:
+        """Accepted orders in the 60 s before `now` (older ones are dropped)."""
         if not self.orders:
             return 0
         cutoff = now - _MINUTE
@@ -187,6 +188,7 @@ class Pipeline:
     # -- the serving model ---------------------------------------------------------------------
     @property
     def forecaster(self) -> ServingForecaster:
+        """The serving forecaster (`.module` is the torch model, `.kind` its path)."""
         return self._serving
 
     def swap_forecaster(self, model: Any, name: str = "") -> ServingForecaster:
