@@ -33,6 +33,8 @@ class RiskSnapshot:
     def in_embargo(self, at: datetime) -> bool:
         """True when `at` lies within [event - before, event + after] of any news mark or
         scheduled calendar event."""
+        if not self.news_marks and not self.scheduled:
+            return False
         lo, hi = at - self.embargo_after, at + self.embargo_before
         return (any(lo <= m <= hi for m in self.news_marks)
                 or any(lo <= m <= hi for m in self.scheduled))
@@ -133,6 +135,7 @@ class Session:
     end_min: int
 
     def contains(self, at: datetime) -> bool:
+        """True when `at` (UTC) falls on one of the days inside [start, end)."""
         minute = at.hour * 60 + at.minute
         return at.weekday() in self.days and self.start_min <= minute < self.end_min
 

@@ -94,4 +94,5 @@ class EwmaVol:
 
     @property
     def value(self) -> float:
+        """The current per-bar volatility (NaN while warming up)."""
         return math.sqrt(self.var) if self.n >= self.min_bars else math.nan

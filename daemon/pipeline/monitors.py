@@ -106,6 +106,7 @@ class RecallMonitor:
         return float(np.mean(self.exact_ns) / np.mean(self.ann_ns))
 
     def snapshot(self) -> dict[str, Any]:
+        """Rolling recall@k, speed-up and counts (for status and the `monitor` record)."""
         r, s = self.recall, self.speedup
         return {"ann_recall": None if r is None else round(r, 4), "k": self.k,
                 "ann_speedup": None if s is None else round(s, 1), "checked": self.checked,
@@ -174,6 +175,7 @@ class CalibrationMonitor:
         self.in_drift = False
 
     def snapshot(self) -> dict[str, Any]:
+        """Rolling ECE, its target, resolved count and drift flag."""
         e = self.ece
         return {"ece": None if e is None else round(e, 4), "target_ece": self.target_ece,
                 "resolved": len(self.resolved), "in_drift": self.in_drift}

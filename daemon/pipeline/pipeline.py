@@ -45,6 +45,7 @@ from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
 
 STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "calibrate",
           "decide", "gate")
+_MINUTE = timedelta(seconds=60)
 _EMPTY_SNAPSHOT = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
 
 
@@ -112,7 +113,10 @@ class _BarState:
             self.daily_pnl += self.position * (bar.close - self.prev_close) * point_value
 
     def orders_last_minute(self, now: datetime) -> int:
-        cutoff = now - timedelta(seconds=60)
+        """Accepted orders in the 60 s before `now` (older ones are dropped)."""
+        if not self.orders:
+            return 0
+        cutoff = now - _MINUTE
         while self.orders and self.orders[0] <= cutoff:
             self.orders.popleft()
         return len(self.orders)
@@ -184,6 +188,7 @@ class Pipeline:
     # -- the serving model ---------------------------------------------------------------------
     @property
     def forecaster(self) -> ServingForecaster:
+        """The serving forecaster (`.module` is the torch model, `.kind` its path)."""
         return self._serving
 
     def swap_forecaster(self, model: Any, name: str = "") -> ServingForecaster:
