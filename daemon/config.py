@@ -55,7 +55,8 @@ class DaemonSection:
     state_dir: str = setting("state", doc="store.sqlite, adapters/, audit/, reports/ live here")
     control_socket: str = setting("state/anchord.sock", doc="Unix socket for `anchord ctl`")
     log_level: str = setting(
-        "info", reloadable=True, check=one_of("debug", "info", "warning", "error")
+        "info", reloadable=True, check=one_of("debug", "info", "warning", "error"),
+        doc="debug | info | warning | error",
     )
     status_interval_s: float = setting(
         60.0, reloadable=True, check=at_least(1.0), doc="period of the `status` heartbeat log"
@@ -70,7 +71,8 @@ class DataSection:
         doc="sample:sp500, sample:nasdaq, a CSV/Parquet path, or projectx:live",
     )
     pace: float = setting(0.0, reloadable=True, check=at_least(0.0), doc="bars/s; 0 = max")
-    at_end: str = setting("idle", check=one_of("idle", "exit"))
+    at_end: str = setting("idle", check=one_of("idle", "exit"),
+                          doc="idle: keep serving signals and ctl | exit: stop when the data ends")
     contract: str = setting("CON.F.US.EP.Z26", check=non_empty, doc="ProjectX contract id")
     start: str = setting("", doc="replay only bars at or after this ISO date (empty = all)")
     end: str = setting("", doc="replay only bars at or before this ISO date (empty = all)")
@@ -81,8 +83,10 @@ class RiskSection:
     kill_switch: bool = setting(
         False, reloadable=True, doc="true engages the kill switch; false never releases it"
     )
-    embargo_before_min: float = setting(15.0, reloadable=True, check=at_least(0.0))
-    embargo_after_min: float = setting(15.0, reloadable=True, check=at_least(0.0))
+    embargo_before_min: float = setting(15.0, reloadable=True, check=at_least(0.0),
+                                        doc="news embargo before a news mark, minutes")
+    embargo_after_min: float = setting(15.0, reloadable=True, check=at_least(0.0),
+                                       doc="news embargo after a news mark, minutes")
 
 
 def _listen_check(value: str) -> str | None:
@@ -104,8 +108,8 @@ class MetricsSection:
         doc="Prometheus endpoint host:port on loopback; empty = off (port 0 = any free port)",
     )
     alert_command: str = setting(
-        "", reloadable=True, doc="command run on kill, rollback and unhealthy canary (argv split"
-        " on spaces; the alert is passed as JSON on stdin); empty = none",
+        "", reloadable=True, doc="command run on kill, rollback and unhealthy canary (argv, "
+        "shell-style quoting; the alert is passed as JSON on stdin); empty = none",
     )
 
 
@@ -230,11 +234,12 @@ class IndexSection:
     kind: str = setting("hnsw", check=one_of("hnsw", "ivf", "flat"), doc="FAISS index type")
     window: int = setting(8, check=at_least(1), doc="L: whitened feature vectors per ANN vector")
     k: int = setting(20, check=at_least(1), doc="neighbours retrieved per bar")
-    hnsw_m: int = setting(32, check=at_least(4))
-    hnsw_ef_construction: int = setting(80, check=at_least(8))
-    hnsw_ef_search: int = setting(64, check=at_least(1))
-    ivf_nlist: int = setting(64, check=at_least(1))
-    ivf_nprobe: int = setting(8, check=at_least(1))
+    hnsw_m: int = setting(32, check=at_least(4), doc="HNSW graph degree")
+    hnsw_ef_construction: int = setting(80, check=at_least(8), doc="HNSW build beam width")
+    hnsw_ef_search: int = setting(64, check=at_least(1),
+                                  doc="HNSW search beam width (recall vs speed)")
+    ivf_nlist: int = setting(64, check=at_least(1), doc="IVF cells")
+    ivf_nprobe: int = setting(8, check=at_least(1), doc="IVF cells visited per query")
     seed: int = setting(1234, doc="IVF k-means seed")
     gpu: str = setting("auto", check=one_of("auto", "never"),
                        doc="build IVF/flat on a GPU when faiss-gpu and CUDA are present")
@@ -257,21 +262,31 @@ class TrainingSection:
                              doc="last bar date any training step may use")
     train_start: str = setting("", doc="first bar date (empty = from the first)")
     horizon: int = setting(1, check=at_least(1), doc="label: forward log return over N bars")
-    seed: int = setting(7)
+    seed: int = setting(7, doc="one seed for torch, CatBoost and shuffles")
     threads: int = setting(1, check=at_least(1), doc="BLAS/torch/faiss/CatBoost threads")
-    cpcv_groups: int = setting(6, check=at_least(2))
-    cpcv_test_groups: int = setting(2, check=at_least(1))
-    embargo_bars: int = setting(5, check=at_least(0))
-    catboost_iterations: int = setting(200, check=at_least(1))
-    catboost_depth: int = setting(3, check=between(1, 16))
-    catboost_learning_rate: float = setting(0.03, check=between(1e-4, 1.0))
-    catboost_l2: float = setting(10.0, check=at_least(0.0))
-    forecaster_hidden: list[int] = setting([64, 32], check=non_empty)
+    cpcv_groups: int = setting(6, check=at_least(2),
+                               doc="combinatorial purged CV: N contiguous groups")
+    cpcv_test_groups: int = setting(2, check=at_least(1),
+                                    doc="k test groups per split: C(N,k) splits, C(N-1,k-1) paths")
+    embargo_bars: int = setting(5, check=at_least(0),
+                                doc="bars dropped from training after each test group")
+    catboost_iterations: int = setting(200, check=at_least(1),
+                                       doc="CatBoost trees (task_type GPU only when CUDA is "
+                                           "present)")
+    catboost_depth: int = setting(3, check=between(1, 16),
+                                  doc="tree depth: shallow, deep trees overfit daily data")
+    catboost_learning_rate: float = setting(0.03, check=between(1e-4, 1.0),
+                                            doc="CatBoost learning rate")
+    catboost_l2: float = setting(10.0, check=at_least(0.0), doc="CatBoost leaf L2 regularisation")
+    forecaster_hidden: list[int] = setting([64, 32], check=non_empty,
+                                           doc="MLP hidden widths of the base forecaster")
     forecaster_epochs: int = setting(3, check=at_least(1),
                                    doc="few epochs: a longer fit overfits the noise")
-    forecaster_lr: float = setting(1e-3, check=between(1e-6, 1.0))
-    forecaster_batch: int = setting(128, check=at_least(1))
-    forecaster_weight_decay: float = setting(1e-3, check=at_least(0.0))
+    forecaster_lr: float = setting(1e-3, check=between(1e-6, 1.0),
+                                   doc="base forecaster learning rate")
+    forecaster_batch: int = setting(128, check=at_least(1), doc="base forecaster batch size")
+    forecaster_weight_decay: float = setting(1e-3, check=at_least(0.0),
+                                             doc="base forecaster weight decay")
     strategy_band: float = setting(0.005, check=between(0.0, 0.5),
                                    doc="no position while |p - base rate| <= band")
     stress_days: list[str] = setting(_DEFAULT_STRESS_DAYS, check=_dated_entries(2),
@@ -285,12 +300,19 @@ class TrainingSection:
 
 @dataclass(frozen=True)
 class QualityGatesSection:
-    min_auc: float = setting(0.51, check=between(0.0, 1.0))
-    max_ece: float = setting(0.02, check=between(0.0, 1.0))
-    min_ann_recall: float = setting(0.90, check=between(0.0, 1.0))
-    min_ann_speedup: float = setting(2.0, check=at_least(0.0))
-    speedup_min_vectors: int = setting(100_000, check=at_least(1))
-    max_worst_path_drawdown: float = setting(0.55, check=between(0.0, 1.0))
+    min_auc: float = setting(0.51, check=between(0.0, 1.0),
+                             doc="mean CPCV-path AUC, out-of-fold (the sample scores ~0.52)")
+    max_ece: float = setting(0.02, check=between(0.0, 1.0),
+                             doc="mean CPCV-path expected_calibration_error of calibrated P(up)")
+    min_ann_recall: float = setting(0.90, check=between(0.0, 1.0),
+                                    doc="ANN recall@10 against exact search on held-out queries")
+    min_ann_speedup: float = setting(2.0, check=at_least(0.0),
+                                     doc="ANN speed-up over exact search (large indexes only)")
+    speedup_min_vectors: int = setting(100_000, check=at_least(1),
+                                       doc="min_ann_speedup is checked only from this index size")
+    max_worst_path_drawdown: float = setting(0.55, check=between(0.0, 1.0),
+                                             doc="worst CPCV-path max drawdown of the validation "
+                                                 "strategy (fraction)")
 
 
 @dataclass(frozen=True)
@@ -432,18 +454,25 @@ class PipelineSection:
     vol_target: float = setting(2000.0, reloadable=True, check=at_least(0.0),
                                 doc="target P&L std per bar at full edge (currency)")
     point_value: float = setting(50.0, check=at_least(0.0), doc="currency per point per contract")
-    vol_halflife_bars: float = setting(20.0, check=at_least(1.0))
+    vol_halflife_bars: float = setting(20.0, check=at_least(1.0),
+                                       doc="half-life of the EWMA volatility used for sizing")
     stage_budgets_us: list[str] = setting(
         ["end_to_end=1000", "retrieve=500", "forecast=150", "score=150"], reloadable=True,
         check=_budgets_check, doc="stage=µs; a sample over its budget logs a warning",
     )
-    latency_log_interval_s: float = setting(60.0, reloadable=True, check=at_least(1.0))
+    latency_log_interval_s: float = setting(60.0, reloadable=True, check=at_least(1.0),
+                                            doc="period of the `latency` log event and journal "
+                                                "record")
     recall_fraction: float = setting(0.01, reloadable=True, check=between(0.0, 1.0),
                                      doc="fraction of queries also answered by exact search")
-    recall_window: int = setting(200, check=at_least(1))
-    ece_window: int = setting(250, check=at_least(10))
-    ece_target: float = setting(0.08, reloadable=True, check=between(0.0, 1.0))
-    ece_min_samples: int = setting(100, check=at_least(10))
+    recall_window: int = setting(200, check=at_least(1),
+                                 doc="rolling window of the recall monitor (checked queries)")
+    ece_window: int = setting(250, check=at_least(10),
+                              doc="rolling window of the calibration monitor (resolved bars)")
+    ece_target: float = setting(0.08, reloadable=True, check=between(0.0, 1.0),
+                                doc="rolling ECE above this logs `ece_drift`")
+    ece_min_samples: int = setting(100, check=at_least(10),
+                                   doc="resolved bars needed before ECE is reported")
     recalibrate: bool = setting(True, reloadable=True,
                                 doc="refit the calibrator on ece_drift (applied only if better)")
     tyler_every: int = setting(1, check=at_least(0),
@@ -452,8 +481,10 @@ class PipelineSection:
 
 @dataclass(frozen=True)
 class LimitsSection:
-    max_order_size: int = setting(2, reloadable=True, check=at_least(1))
-    max_position: int = setting(4, reloadable=True, check=at_least(0))
+    max_order_size: int = setting(2, reloadable=True, check=at_least(1),
+                                  doc="contracts per order")
+    max_position: int = setting(4, reloadable=True, check=at_least(0),
+                                doc="|position| after the order, contracts")
     max_daily_loss: float = setting(5000.0, reloadable=True, check=at_least(0.0),
                                     doc="currency; 0 = off; reducing orders still pass")
     sessions: list[str] = setting([], reloadable=True, check=_sessions_check,
@@ -462,7 +493,8 @@ class LimitsSection:
                                  doc="deny when the bar is older than this (0 = off)")
     max_price_deviation: float = setting(0.1, reloadable=True, check=at_least(0.0),
                                          doc="fraction from the last bar's close (0 = off)")
-    max_orders_per_minute: int = setting(5, reloadable=True, check=at_least(0))
+    max_orders_per_minute: int = setting(5, reloadable=True, check=at_least(0),
+                                         doc="accepted orders per 60 s; 0 = off")
     calendar_file: str = setting("", reloadable=True,
                                  doc="scheduled events, one 'ISO-time[,name]' per line")
 
@@ -470,8 +502,8 @@ class LimitsSection:
 @dataclass(frozen=True)
 class ThreadsSection:
     blas: int = setting(1, check=at_least(1), doc="OpenBLAS/MKL/OpenMP pool size")
-    torch: int = setting(1, check=at_least(1))
-    faiss: int = setting(1, check=at_least(1))
+    torch: int = setting(1, check=at_least(1), doc="torch intra-op threads")
+    faiss: int = setting(1, check=at_least(1), doc="FAISS OpenMP threads")
 
 
 @dataclass(frozen=True)
