@@ -117,7 +117,8 @@ def check_kill_switch(cfg: RuntimeConfig, ctx: Context) -> tuple[bool, str]:
         return True, "off (no state store yet)"
     rows = _read_store(path, "SELECT kill_switch, kill_reason FROM risk_state")
     if rows and rows[0][0]:
-        return False, f"engaged ({rows[0][1] or 'no reason'}); release: `anchord ctl resume`"
+        return False, (f"engaged ({rows[0][1] or 'no reason'}); release it with "
+                       "`anchord ctl resume` on the running daemon")
     return True, "off"
 
 
