@@ -20,7 +20,6 @@ from daemon.store import Store
 from daemon.venue import venue_in_thread
 from tests.execution_support import API_KEY, CONTRACT, execution_doc, toml_text
 from tests.helpers import cli_env, run_cli
-from tests.test_training import build
 from tests.venue_support import sp500
 
 ROWS = ["config valid", "artifact manifest verified", "quality gates pass", "metadata collected",
@@ -28,7 +27,17 @@ ROWS = ["config valid", "artifact manifest verified", "quality gates pass", "met
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained set: the session's shared one when the suite has it (`trained_set`),
+    else trained here (reduced config, sample:sp500 through 2012, ~10 s)."""
+    try:
+        return request.getfixturevalue("trained_set")[0]
+    except pytest.FixtureLookupError:
+        pass
+    try:
+        from tests.training_support import build
+    except ImportError:
+        from tests.test_training import build
     out = tmp_path_factory.mktemp("preflight_train") / "set"
     build(out)
     return out
