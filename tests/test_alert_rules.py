@@ -39,3 +39,28 @@ def test_alert_hook_counts_each_kind_even_without_a_command() -> None:
     assert metrics.value("anchord_alerts_total", {"kind": "kill"}) == 1
     assert metrics.value("anchord_alerts_total", {"kind": "rollback"}) == 1
     assert hook.sent == 0  # nothing to run
+
+
+def test_an_unhealthy_canary_window_raises_the_canary_alert(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from daemon.execution import canary as cn
+    from daemon.execution.outbox import Outbox
+    from daemon.execution.trader import Trader
+    from daemon.logs import get_logger
+    from daemon.store import Store
+    from tests.venue_support import sp500
+
+    metrics = Metrics()
+    hook = AlertHook("", counter=metrics.alerts)
+    store = Store(tmp_path / "store.sqlite")
+    submitter = SimpleNamespace(outbox=Outbox(store), on_final=[])
+    trader = Trader(strategy=None, submitter=submitter, store=store, contract="C",
+                    instance_id="i", epoch=lambda: 1,
+                    policy=lambda: cn.CanaryPolicy(steps=(5, 25), window_bars=1),
+                    replay=True, wait_orders=lambda: False, log=get_logger("test"),
+                    ready=None, refused=lambda: "", monitors=lambda: (None, 0.5),
+                    alert=hook.fire)
+    trader._end_bar(sp500()[0], 0)  # one-bar window, ANN recall 0.5 < 0.9: unhealthy
+    store.close()
+    assert metrics.value("anchord_alerts_total", {"kind": "canary"}) == 1
