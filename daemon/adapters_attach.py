@@ -104,6 +104,7 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     daemon.ingest.handlers.insert(0, before)
     daemon.tasks.append(worker.run)
     daemon.status_providers["adapters"] = worker.status
+    set_adapter_version(daemon, worker.active_version)
     daemon.reload_hooks.append(lambda new_cfg, _changes: worker.apply_config(new_cfg))
 
     async def rollback(args: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +130,17 @@ def _metrics(daemon: Any, kind: str, payload: dict[str, Any]) -> None:
                 gauge.set(value)
     elif kind == "rollback":
         daemon.metrics.adapter_rollbacks.inc()
+    if kind in ("promotion", "rollback"):
+        set_adapter_version(daemon, payload.get("version"))
+
+
+def set_adapter_version(daemon: Any, version: str | None) -> None:
+    """`anchord_adapter_version`: the number of `version` ("v000003" -> 3), 0 for the base."""
+    gauge = getattr(daemon.metrics, "adapter_version", None)
+    if gauge is None:
+        return
+    digits = "".join(ch for ch in str(version or "") if ch.isdigit())
+    gauge.set(int(digits) if version and digits else 0)
 
 
 def _record_inputs(pipe: Any, box: dict[str, Any]) -> None:

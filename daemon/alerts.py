@@ -22,13 +22,16 @@ ALERT_TIMEOUT_S = 10.0
 class AlertHook:
     """Runs `command` (argv, shell-style quoting) with the alert as JSON on stdin."""
 
-    def __init__(self, command: str = "") -> None:
+    def __init__(self, command: str = "", counter: Any = None) -> None:
         self.command = command
+        self.counter = counter  # a labelled Counter ("kind"), e.g. Metrics.alerts
         self.log = get_logger("alerts")
         self.sent = 0
 
     def fire(self, kind: str, **fields: Any) -> None:
-        """Send an alert without blocking the caller."""
+        """Count the alert and send it without blocking the caller."""
+        if self.counter is not None:
+            self.counter.labels(kind=kind).inc()
         if not self.command:
             return
         payload = {"kind": kind, "ts": datetime.now(UTC).isoformat(), **fields}

@@ -48,7 +48,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.log = get_logger("daemon")
         self.metrics = Metrics()
-        self.alerts = AlertHook(cfg.metrics.alert_command)
+        self.alerts = AlertHook(cfg.metrics.alert_command, counter=self.metrics.alerts)
         state_dir = cfg.path(cfg.daemon.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir

@@ -77,6 +77,12 @@ def _add_gates(sub: argparse._SubParsersAction) -> None:
     add_gates_parser(sub)
 
 
+def _add_preflight(sub: argparse._SubParsersAction) -> None:
+    from daemon.preflight import add_preflight_parser
+
+    add_preflight_parser(sub)
+
+
 # --- `anchord bench NAME`: one function per benchmark (issue 4 pipeline, 5 submit, 6 update);
 # each adds its sub-parser to the bench sub-parsers, and is listed in BENCHES.
 def _bench_submit(bsub: argparse._SubParsersAction) -> None:
@@ -112,6 +118,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run, _add_ctl, _add_report, _add_venue, _add_bench, _add_train, _add_gates, _add_audit,
+    _add_preflight,
 ]
 
 

@@ -38,6 +38,69 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_ctl)
 
 
+NONE = "\u2014"  # shown when the part that reports a field is not attached
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    """data[path[0]][path[1]]...; None when any step is missing."""
+    value: Any = data
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return "ON" if value else "off"
+    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+
+
+def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The fields an on-call engineer looks for first, from the daemon's status snapshot and
+    its attached parts (pipeline, execution, canary, adapters); "\u2014" when not attached."""
+    kill = data.get("kill_switch")
+    kill_text = _show(kill) + (f" ({data.get('kill_reason')})"
+                               if kill and data.get("kill_reason") else "")
+    last = _get(data, "adapters", "last")
+    gate = None
+    if isinstance(last, dict) and last.get("decision"):
+        gate = f"{last['decision']} (cycle {last.get('cycle')})"
+        if last.get("reason"):
+            gate += f": {last['reason']}"
+    elif isinstance(last, dict):
+        gate = "none yet"
+    p99 = _get(data, "pipeline", "latency_end_to_end", "p99_us")
+    step = _get(data, "canary", "step_pct")
+    position = _get(data, "execution", "position")
+    if position is None:
+        position = _get(data, "pipeline", "book_position")
+    adapter = _get(data, "adapters", "active_version")
+    if adapter is None and isinstance(data.get("adapters"), dict):
+        adapter = "base"
+    return [
+        ("kill switch", kill_text),
+        ("embargo", _show(data.get("embargo_active"))),
+        ("canary step", NONE if step is None else f"{step}%"),
+        ("active adapter", _show(adapter)),
+        ("last gate decision", _show(gate)),
+        ("latency p99", NONE if p99 is None else f"{p99} us (end to end)"),
+        ("open orders", _show(_get(data, "execution", "open_orders"))),
+        ("position", _show(position)),
+    ]
+
+
+def format_status(data: dict[str, Any]) -> str:
+    """`ctl status` for people: the summary block, then the full flattened detail."""
+    rows = summary_rows(data)
+    width = max(len(k) for k, _ in rows)
+    head = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    return f"{head}\n\ndetail\n------\n{format_table(data)}"
+
+
 def format_table(data: dict[str, Any]) -> str:
     """A two-column table of a status snapshot, nested values flattened with dots."""
     flat: list[tuple[str, str]] = []
@@ -84,7 +147,7 @@ def run_ctl(args: argparse.Namespace) -> int:
         payload = {"version": args.version}
     result = call(sock, cmd, payload)
     if cmd == "status" and not args.json:
-        print(format_table(result))
+        print(format_status(result))
     else:
         print(orjson.dumps(result, option=orjson.OPT_INDENT_2, default=str).decode())
     return 0

@@ -38,6 +38,13 @@ class Metrics:
             for key in ("drift_mse", "stress_mse", "mdd", "worst_day_return", "violations",
                         "output_drift", "attribution_shift", "drift_gain", "cycle_s")
         }
+        self.adapter_version = Gauge("anchord_adapter_version",
+                                     "Number of the active adapter version (0 = bare base)",
+                                     registry=r)
+        # Alerts by kind (kill, rollback, canary), counted whether or not a command is set:
+        # the Prometheus rules in scripts/anchord-alerts.yml page on these.
+        self.alerts = Counter("anchord_alerts_total", "Alerts raised, by kind", ["kind"],
+                              registry=r)
         # -- issue 4: the per-bar pipeline, its monitors and the risk gate --------------------
         self.pipeline_stage = Histogram(
             "anchord_pipeline_stage_seconds", "Per-stage and end-to-end pipeline latency",

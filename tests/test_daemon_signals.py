@@ -79,7 +79,10 @@ def test_signals_kill_reload_and_stop(tmp_path: Path) -> None:
         assert _ctl(cfg, "kill", "--reason", "drill")["kill_switch"] is True
         _ctl(cfg, "news", "2018-07-02T14:00:00Z")
         table = run_cli("ctl", "--config", str(cfg), "status").stdout
-        assert "kill_switch" in table and "true" in table
+        summary, detail = table.split("\n\ndetail\n------\n")
+        assert summary.splitlines()[0].split(None, 2)[2] == "ON (drill)"
+        assert "canary step" in summary and "\u2014" in summary  # no execution attached
+        assert "kill_switch" in detail and "true" in detail
     finally:
         assert d2.stop() == 0
 

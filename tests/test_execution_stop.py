@@ -4,6 +4,7 @@ the kill switch blocks queued intents and cancels this installation's open order
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import time
 from datetime import timedelta
@@ -19,7 +20,7 @@ from daemon.risk import RiskState
 from daemon.store import Store
 from daemon.venue import run_venue, venue_in_thread
 from tests.execution_support import API_KEY, CONTRACT, config, execution_doc, toml_text
-from tests.helpers import DaemonProcess, cli_env, write_config
+from tests.helpers import DaemonProcess, cli_env, run_cli, write_config
 from tests.venue_support import sp500
 
 
@@ -38,6 +39,7 @@ def test_sigterm_does_not_wait_for_a_hanging_order_and_restart_resolves_it(tmp_p
             while venue.request_counts().get("place", 0) < 1:  # Order/place is hanging now
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
+            _check_status_table(cfg)
             t0 = time.monotonic()
             first.signal(signal.SIGTERM)
             assert first.proc.wait(15) == 0
@@ -65,6 +67,22 @@ def test_sigterm_does_not_wait_for_a_hanging_order_and_restart_resolves_it(tmp_p
         assert ("SENT", "UNKNOWN") in events and ("UNKNOWN", "SENT") in events
         assert outbox.filled_position(CONTRACT) == venue.net_position()
         store.close()
+
+
+def _check_status_table(cfg) -> None:
+    """`anchord ctl status` (the table) while trading: the on-call summary first, then the
+    flattened detail; parts that are not attached (pipeline, adapters) show "—"."""
+    out = run_cli("ctl", "--config", str(cfg), "status")
+    assert out.returncode == 0, out.stderr
+    summary, detail = out.stdout.split("\n\ndetail\n------\n")
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in summary.splitlines())
+    assert list(rows) == ["kill switch", "embargo", "canary step", "active adapter",
+                          "last gate decision", "latency p99", "open orders", "position"]
+    assert rows["kill switch"] == "off" and rows["embargo"] == "off"
+    assert rows["canary step"] == "100%"
+    assert rows["active adapter"] == rows["last gate decision"] == rows["latency p99"] == "—"
+    assert re.fullmatch(r"-?\d+", rows["position"])  # the outbox's expected position
+    assert re.search(r"^execution\.phase\s+trading$", detail, re.M)
 
 
 def _intent(bar, side: Side, size: int, limit: Decimal | None) -> OrderIntent:

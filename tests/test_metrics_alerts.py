@@ -35,7 +35,9 @@ def test_metrics_endpoint_and_kill_alert(tmp_path: Path) -> None:
             time.sleep(0.05)
         alert = orjson.loads(out.read_bytes().splitlines()[0])
         assert alert["kind"] == "kill" and alert["source"] == "SIGUSR1"
-        assert "anchord_kill_switch 1.0" in httpx.get(url, timeout=5).text
+        after = httpx.get(url, timeout=5).text
+        assert "anchord_kill_switch 1.0" in after
+        assert 'anchord_alerts_total{kind="kill"} 1.0' in after
     finally:
         assert d.stop() == 0
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from daemon.config import QualityGatesSection, RuntimeConfig, load_config
 from daemon.errors import ArtifactError
-from daemon.training.artifacts import REPORT_DIR, load_artifact_set
+from daemon.training.artifacts import REPORT_DIR, ArtifactSet, load_artifact_set
 from daemon.training.report import TIMINGS_FILE
 
 
@@ -75,14 +75,20 @@ def run_gates(artifacts: Path, config_path: str | None) -> tuple[int, str]:
     """Load (and verify) the set, evaluate the gates; returns (exit code, table)."""
     cfg = load_config(config_path) if config_path else RuntimeConfig()
     aset = load_artifact_set(artifacts)
+    results = gate_results(aset, cfg.quality_gates)
+    code = 1 if any(r.status == "fail" for r in results) else 0
+    verdict = "all gates pass" if code == 0 else "gates FAILED"
+    return code, format_gates(results) + f"\n{verdict} ({aset.dir})"
+
+
+def gate_results(aset: ArtifactSet, q: QualityGatesSection) -> list[GateResult]:
+    """The gates of a loaded set (its validation report and timings) under thresholds q;
+    ArtifactError naming the file when the report or timings are unreadable."""
     try:
         timings = json.loads((aset.dir / REPORT_DIR / TIMINGS_FILE).read_text())
     except (OSError, ValueError) as err:
         raise ArtifactError(f"{aset.dir / REPORT_DIR / TIMINGS_FILE}: unreadable ({err})") from None
     try:
-        results = evaluate_gates(aset.report, timings, cfg.quality_gates)
+        return evaluate_gates(aset.report, timings, q)
     except (KeyError, TypeError) as err:
         raise ArtifactError(f"{aset.dir / REPORT_DIR / 'validation.json'}: missing {err}") from None
-    code = 1 if any(r.status == "fail" for r in results) else 0
-    verdict = "all gates pass" if code == 0 else "gates FAILED"
-    return code, format_gates(results) + f"\n{verdict} ({aset.dir})"
