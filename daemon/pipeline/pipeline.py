@@ -34,13 +34,12 @@ from daemon.intent import OrderIntent
 from daemon.pipeline.decision import DecisionParams, EwmaVol, target_position
 from daemon.pipeline.fastpath import (
     CalibrationPath,
-    NeighbourStatsFast,
     ServingForecaster,
     TreeScorer,
 )
 from daemon.pipeline.latency import END_TO_END, LatencyRecorder
 from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
-from daemon.pipeline.neighbours import forecaster_input, scorer_row
+from daemon.pipeline.neighbours import forecaster_input, neighbour_stats, scorer_row
 from daemon.pipeline.retrieval import index_vector
 from daemon.pipeline.tyler import tyler_incremental, whiten
 from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
@@ -129,7 +128,7 @@ class WarmStages:
     (`prepare`); the pipeline swaps it as a whole. `live_shape` and the lazy exact index are
     per-set state too, so a swapped-in set starts from its own Tyler shape."""
 
-    def __init__(self, arts: Any, k: int, serving: ServingForecaster | None = None,
+    def __init__(self, arts: Any, serving: ServingForecaster | None = None,
                  cal: CalibrationPath | None = None) -> None:
         from daemon.pipeline.neighbours import NEIGHBOUR_STAT_NAMES
 
@@ -140,7 +139,6 @@ class WarmStages:
         n_features = len(arts.params.get("feature_names") or ()) or int(self.tyler.dim)
         self.scorer = TreeScorer(arts.scorer, n_features + len(NEIGHBOUR_STAT_NAMES) + 1)
         self.serving = serving or ServingForecaster(arts.forecaster, "base")
-        self.nstats = NeighbourStatsFast(k)
         self.realised = np.asarray(getattr(self.index, "realised_ts", np.zeros(0)))
         self.realised_max = int(self.realised.max()) if self.realised.size else 0
         self.live_shape = np.array(self.tyler.shape, copy=True)
@@ -174,7 +172,7 @@ class Pipeline:
         self.clock = clock
         self.journal_denials = journal
         self.recorder = recorder or LatencyRecorder()
-        self._warm = WarmStages(arts, params.k)
+        self._warm = WarmStages(arts)
         self.previous_warm: WarmStages | None = None
         self.state = _BarState(params.window, params.vol_halflife)
         self.recall = RecallMonitor(self._exact, k=params.recall_k,
@@ -221,11 +219,6 @@ class Pipeline:
         return self._warm.scorer
 
     @property
-    def nstats(self) -> NeighbourStatsFast:
-        """The neighbour-stats path."""
-        return self._warm.nstats
-
-    @property
     def _cal(self) -> CalibrationPath:
         return self._warm.cal
 
@@ -256,7 +249,7 @@ class Pipeline:
         if shape(arts) != shape(self.arts):
             raise ArtifactError(f"{getattr(arts, 'dir', arts)}: feature names, window or "
                                 "dimension differ from the serving set's")
-        return WarmStages(arts, self.params.k)
+        return WarmStages(arts)
 
     def swap_artifacts(self, arts: Any) -> WarmStages:
         """Serve another artifact set (an ArtifactSet, or `WarmStages` from
@@ -327,7 +320,7 @@ class Pipeline:
             ann_ns = rec.start() - t_ann
         self.recall.offer(q, ids[0], ann_ns, visible)
         with rec.stage("neighbours"):
-            nstats = warm.nstats(dist[0], warm.index.neighbour_outcomes(ids[0]))
+            nstats = neighbour_stats(dist[0], warm.index.neighbour_outcomes(ids[0]))
         with rec.stage("forecast"):
             forecast = serving.predict(forecaster_input(w, nstats))
         with rec.stage("score"):
@@ -468,7 +461,7 @@ class Pipeline:
         return {"bars_decided": self.bars_decided, "forecaster": serving.name,
                 "forecaster_path": serving.kind, "scorer_path": self.scorer.kind,
                 "artifact_dir": str(getattr(self.arts, "dir", "")),
-                "neighbour_stats_path": self.nstats.kind, "calibration_path": self._cal.kind,
+                "calibration_path": self._cal.kind,
                 "latency_end_to_end": lat["end_to_end"],
                 "latency_p99_us": {n: s.get("p99_us") for n, s in lat["stages"].items()},
                 **self.recall.snapshot(), **self.calibration.snapshot(),
