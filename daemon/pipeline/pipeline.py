@@ -31,7 +31,7 @@ import numpy as np
 from daemon.bars.model import Bar
 from daemon.features import FeatureState
 from daemon.intent import OrderIntent
-from daemon.pipeline.decision import DecisionParams, EwmaVol, target_position
+from daemon.pipeline.decision import Decision, DecisionParams, EwmaVol, target_position
 from daemon.pipeline.fastpath import (
     CalibrationPath,
     ServingForecaster,
@@ -48,22 +48,6 @@ STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "
           "decide", "gate")
 _MINUTE = timedelta(seconds=60)
 _EMPTY_SNAPSHOT = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the pipeline wants after one bar: the target position and why.
-
-    `model` names the forecaster that produced `forecast` (for audit and the swap test)."""
-
-    bar: Bar
-    target_position: int
-    p_up: float
-    edge: float
-    forecast: float
-    reason: str
-    p_raw: float = math.nan
-    model: str = ""
 
 
 @dataclass(frozen=True)
