@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from adapters.anchors import AnchorSuite
 from adapters.gate import GatePolicy, evaluate
 from adapters.model import Forecaster, load_forecaster, save_forecaster
-from adapters.registry import base_checksum
+from adapters.registry import base_checksum, fsync_dir
 from adapters.update import (
     DriftBatch,
     UpdateError,
@@ -40,14 +40,6 @@ RECORDS = "records.jsonl"
 
 class AuditError(Exception):
     """An audit record or one of its kept inputs is missing or unreadable."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AuditLog:
@@ -162,7 +154,7 @@ class AuditLog:
             fh.flush()
             os.fsync(fh.fileno())
         if fresh:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         if self.on_append is not None:
             self.on_append(full)
         return full

@@ -41,7 +41,8 @@ def base_checksum(base: Forecaster) -> str:
     return tensor_checksum(dict(base.state_dict()))
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (so a rename or a new file in it survives a power cut)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -57,7 +58,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class AdapterRegistry:
@@ -93,7 +94,7 @@ class AdapterRegistry:
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, self.root / version)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return version
 
     def meta(self, version: str) -> dict[str, Any]:

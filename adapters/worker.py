@@ -145,6 +145,7 @@ class UpdateWorker:
         self._due: dict[int, int] = {}  # cycle -> bar index at which it must be applied
         self._shadow: dict[str, Any] | None = None
         self._monitor: dict[str, Any] | None = None
+        self.paused: str | None = None  # why the worker stopped adapting (see `pause`)
         # Start-up: load the active adapter (a corrupted one is refused, the base served).
         self.active_version, self.active_state, meta, refusal = registry.load_active()
         if refusal:
@@ -179,6 +180,8 @@ class UpdateWorker:
                residual: float | None = None) -> str | None:
         """Feed one labelled row (its realised target) of the serving data; returns the trigger
         reason when this bar requested a cycle."""
+        if self.paused is not None:
+            return None
         self.bar_index += 1
         row = np.asarray(features_row, dtype=np.float32).reshape(-1)
         self.window.append((row, float(target), ts or str(self.bar_index)))
@@ -206,6 +209,8 @@ class UpdateWorker:
     async def before_bar(self) -> None:
         """Call at the start of each bar: apply finished cycles; in a deterministic replay wait
         for a cycle due at this bar first (so two replays make the same decisions)."""
+        if self.paused is not None:
+            return
         upcoming = self.bar_index + 1
         if self.deterministic:
             for cycle, due in sorted(self._due.items()):
@@ -455,10 +460,28 @@ class UpdateWorker:
         if reason is not None:
             self.rollback(reason=reason)
 
+    def pause(self, reason: str) -> None:
+        """Stop adapting for good in this process: no new cycles, pending candidates, shadow
+        and post-promotion monitor are dropped, and `rollback` is refused. Used when the
+        serving base forecaster is replaced under the worker (an artifact-set rollback): its
+        adapters and anchors were trained against the old base, so nothing of it may be swapped
+        onto the new one. A restart builds a fresh worker over the new base."""
+        self.paused = reason
+        self._requests.clear()
+        self._pending.clear()
+        self._due.clear()
+        for done in self._done.values():
+            done.set()  # nobody waits for a cycle that will never be applied
+        self._shadow = None
+        self._monitor = None
+        self.events("paused", {"reason": reason})
+
     def rollback(self, to: str | None = None, reason: str = "manual") -> dict[str, Any]:
         """Roll back to the previous model (kept warm) or to a given version ("base" = bare
         base); serving swaps at once. RegistryError (pointer and serving unchanged) when the
-        target is missing or corrupted."""
+        target is missing or corrupted, or the worker is paused."""
+        if self.paused is not None:
+            raise RegistryError(f"the adapter worker is paused ({self.paused})")
         left = self.active_version
         target = self.registry.rollback(to=to, reason=reason)
         if to is None and self.previous is not None and target == self.previous_version:
@@ -499,7 +522,8 @@ class UpdateWorker:
 
     def status(self) -> dict[str, Any]:
         """For `ctl status`: active adapter, last gate decision, what is running."""
-        return {"enabled": self.settings.enabled, "active_version": self.active_version,
+        return {"enabled": self.settings.enabled, "paused": self.paused,
+                "active_version": self.active_version,
                 "active_checksum": tensor_checksum(self.active_state)
                 if self.active_state is not None else None,
                 "base_checksum": base_checksum(self.base)[:16],

@@ -85,6 +85,9 @@ class Daemon:
 
         self.pipeline: Any = None
         attach_pipeline(self)
+        from daemon.training.control import attach_artifact_control
+
+        attach_artifact_control(self)  # `ctl rollback-artifacts` (swaps daemon.pipeline's set)
         # Continual adapter updates (issue 6): needs the pipeline (attach it before this line).
         if getattr(self, "pipeline", None) is not None:
             from daemon.adapters_attach import attach_adapters

@@ -2,7 +2,10 @@
 
 Schema changes are numbered migrations applied in order inside a transaction, so a crash at any
 point leaves either the old or the new schema. Every write is its own transaction with
-`synchronous=FULL`: once a method returns, the row survives a crash or power loss.
+`synchronous=FULL`: once a method returns, the row survives a crash or power loss. The one
+exception is the outbox's post-request transitions (`transaction(durable=False)`, see
+daemon/execution/outbox.py), which survive a process crash and are recovered by lookup after a
+power cut.
 """
 
 from __future__ import annotations
@@ -148,15 +151,26 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed on exit, rolled back on any exception."""
-        self.conn.execute("BEGIN IMMEDIATE")
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on exit, rolled back on any exception.
+
+        `durable=False` commits with `synchronous=NORMAL` (WAL: the commit survives a crash of
+        the process but may be lost to a power cut until the next durable commit, which fsyncs
+        the WAL and so makes it durable too). Only for writes whose loss the caller can
+        recover from (see daemon/execution/outbox.py); everything else stays FULL."""
+        if not durable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        finally:
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=FULL")
 
     def schema_version(self) -> int:
         """The highest migration applied."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from daemon.config import parse_config
@@ -62,3 +65,36 @@ def toml_text(doc: dict[str, dict[str, Any]]) -> str:
 
 def config(tmp: Path, doc: dict[str, dict[str, Any]]) -> Any:
     return parse_config(doc, str(tmp / "runtime.toml"))
+
+
+@asynccontextmanager
+async def paper_submitter(tmp: Path) -> AsyncIterator[SimpleNamespace]:
+    """A paper venue (sample bars, 5 bars in) and a Submitter on a real SQLite outbox in `tmp`,
+    logged in: yields venue, bar (the current one), client, account, store, risk, sub."""
+    from daemon.clock import WallClock
+    from daemon.execution.client import ProjectXClient
+    from daemon.execution.outbox import Outbox
+    from daemon.execution.submitter import SubmitSettings, Submitter
+    from daemon.logs import get_logger
+    from daemon.risk import RiskState
+    from daemon.store import Store
+    from daemon.venue import run_venue
+    from tests.venue_support import sp500
+
+    async with run_venue(sp500(), contract=CONTRACT, other_limit="unlimited") as venue:
+        venue.advance(5)
+        cfg = config(tmp, execution_doc(tmp, venue.base_url, start="", end=""))
+        client = ProjectXClient(cfg.projectx, API_KEY)
+        await client.login()
+        account = (await client.resolve_account()).id
+        store = Store(tmp / "s.sqlite")
+        risk = RiskState()
+        sub = Submitter(client=client, outbox=Outbox(store), risk=risk, clock=WallClock(),
+                        log=get_logger("test"), account_id=lambda: account,
+                        settings=lambda: SubmitSettings(0.01, 2, 0.01))
+        try:
+            yield SimpleNamespace(venue=venue, bar=venue.current_bar, client=client,
+                                  account=account, store=store, risk=risk, sub=sub)
+        finally:
+            await client.aclose()
+            store.close()

@@ -10,16 +10,17 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-from daemon.clock import WallClock
-from daemon.execution.client import ProjectXClient
 from daemon.execution.outbox import Outbox, State, make_tag
-from daemon.execution.submitter import SubmitSettings, Submitter
 from daemon.intent import OrderIntent, Side, make_intent_id
-from daemon.logs import get_logger
-from daemon.risk import RiskState
 from daemon.store import Store
-from daemon.venue import run_venue, venue_in_thread
-from tests.execution_support import API_KEY, CONTRACT, config, execution_doc, toml_text
+from daemon.venue import venue_in_thread
+from tests.execution_support import (
+    API_KEY,
+    CONTRACT,
+    execution_doc,
+    paper_submitter,
+    toml_text,
+)
 from tests.helpers import DaemonProcess, cli_env, run_cli, write_config
 from tests.venue_support import sp500
 
@@ -92,18 +93,9 @@ def _intent(bar, side: Side, size: int, limit: Decimal | None) -> OrderIntent:
 
 
 async def test_kill_switch_blocks_before_place_and_cancels_our_open_orders(tmp_path):
-    async with run_venue(sp500(), contract=CONTRACT, other_limit="unlimited") as venue:
-        venue.advance(5)
-        bar = venue.current_bar
-        cfg = config(tmp_path, execution_doc(tmp_path, venue.base_url, start="", end=""))
-        client = ProjectXClient(cfg.projectx, API_KEY)
-        await client.login()
-        account = (await client.resolve_account()).id
-        store = Store(tmp_path / "s.sqlite")
-        risk = RiskState()
-        sub = Submitter(client=client, outbox=Outbox(store), risk=risk, clock=WallClock(),
-                        log=get_logger("test"), account_id=lambda: account,
-                        settings=lambda: SubmitSettings(0.01, 2, 0.01))
+    async with paper_submitter(tmp_path) as px:
+        bar, client, account, risk, sub, venue = (px.bar, px.client, px.account, px.risk,
+                                                  px.sub, px.venue)
         resting = _intent(bar, Side.BUY, 1, Decimal("100.00"))  # far below the market
         rec = sub.enqueue(resting, make_tag("inst", 1, resting.intent_id), 1)
         assert (await sub.drive(rec.tag)).state == State.ACCEPTED
@@ -120,5 +112,3 @@ async def test_kill_switch_blocks_before_place_and_cancels_our_open_orders(tmp_p
         status = {o["customTag"]: o["status"] for o in venue.orders()}
         assert status == {rec.tag: 3, "manual-1": 1}  # ours cancelled, the manual one kept
         assert foreign
-        await client.aclose()
-        store.close()

@@ -109,7 +109,7 @@ def test_status_reports_latency_and_fast_paths() -> None:
     replay(pipe, sample_bars()[:200])
     st = pipe.status()
     assert st["forecaster_path"] == "numpy" and st["scorer_path"] == "numpy"
-    assert st["neighbour_stats_path"] == "fast" and st["calibration_path"] == "scalar"
+    assert st["calibration_path"] == "scalar"
     assert st["latency_end_to_end"]["count"] == st["bars_decided"] > 100
     assert {"retrieve", "forecast", "score"} <= set(st["latency_p99_us"])
 

@@ -79,13 +79,9 @@ def test_attach_wires_status_metrics_journal_and_denials(tmp_path: Path,
     daemon.store.close()
 
 
-REAL_SET = Path("/work/wt/artifacts-sp500")
-
-
-@pytest.mark.skipif(not (REAL_SET / "manifest.json").is_file(),
-                    reason="no trained artifact set at /work/wt/artifacts-sp500")
-def test_daemon_serves_a_trained_artifact_set(tmp_path: Path) -> None:
-    daemon = make_daemon(tmp_path, f'[artifacts]\ndir = "{REAL_SET}"\n'
+def test_daemon_serves_a_trained_artifact_set(tmp_path: Path, trained_set) -> None:
+    set_dir, _ = trained_set
+    daemon = make_daemon(tmp_path, f'[artifacts]\ndir = "{set_dir}"\n'
                                    '[pipeline]\nrecall_fraction = 0.2\n')
     pipe = daemon.pipeline
     assert pipe is not None and pipe.forecaster.kind == "numpy" and pipe.scorer.kind == "numpy"

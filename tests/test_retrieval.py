@@ -103,7 +103,25 @@ def test_neighbour_stats_ignore_missing_neighbours() -> None:
     none = neighbour_stats(np.full(4, np.inf), np.full(4, np.nan))
     assert np.array_equal(none, np.zeros(len(NEIGHBOUR_STAT_NAMES)))
     batch = neighbour_stats_batch(np.vstack([dists, dists]), np.vstack([outs, outs]))
-    assert np.array_equal(batch[1], neighbour_stats(dists, outs))
+    assert np.allclose(batch[1], neighbour_stats(dists, outs), rtol=1e-12, atol=1e-15)
+
+
+def test_single_query_stats_equal_the_batch_definition() -> None:
+    # one definition: the per-bar path and the training batch agree on random neighbourhoods,
+    # with missing neighbours (inf distance, NaN outcome) and with none found
+    rng = np.random.default_rng(0)
+    k = 20
+    for i in range(300):
+        d = rng.gamma(2.0, 1.0, k).astype(np.float32)
+        o = rng.normal(0, 0.01, k)
+        if i % 3 == 1:
+            gone = rng.random(k) < 0.3
+            d[gone], o[gone & (rng.random(k) < 0.5)] = np.inf, np.nan
+        if i % 17 == 5:
+            d[:], o[:] = np.inf, np.nan
+        want = neighbour_stats_batch(d[None, :], o[None, :])[0]
+        got = neighbour_stats(d, o)
+        assert np.allclose(got, want, rtol=1e-12, atol=1e-15), (i, got - want)
 
 
 def test_model_inputs_have_fixed_layouts() -> None:

@@ -4,7 +4,6 @@ byte is refused, the gates read its report, and shuffled labels fail them."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import shutil
 from pathlib import Path
@@ -19,29 +18,14 @@ from daemon.training.artifacts import (
     load_artifact_set,
     rollback_artifacts,
 )
-from daemon.training.progress import Progress
-from daemon.training.train import train_artifacts
 from tests.helpers import run_cli
-
-TRAIN_END = "2012-12-31"
-
-
-def small_config() -> RuntimeConfig:
-    """The default config with a cheaper CPCV (4 groups, 1 test group) and fewer trees."""
-    cfg = RuntimeConfig()
-    return dataclasses.replace(cfg, training=dataclasses.replace(
-        cfg.training, cpcv_groups=4, cpcv_test_groups=1, catboost_iterations=100))
+from tests.training_support import TRAIN_END, build
 
 
-def build(out: Path, **kw) -> dict:
-    return train_artifacts(small_config(), "sample:sp500", out, train_end=TRAIN_END,
-                           progress=Progress(io.StringIO(), tty=False), **kw)
-
-
-@pytest.fixture(scope="module")
-def artifact_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("train") / "set"
-    return out, build(out)
+@pytest.fixture
+def artifact_set(trained_set: tuple[Path, dict]) -> tuple[Path, dict]:
+    """The session's small trained set (tests/conftest.py)."""
+    return trained_set
 
 
 def stable_hashes(folder: Path) -> dict[str, str]:

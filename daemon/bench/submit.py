@@ -41,8 +41,8 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
                    help="what to time: the submitter (outbox + Submitter + client; the default "
                         "when present) or the client alone")
     p.add_argument("--store", choices=("disk", "memory"), default="disk",
-                   help="submitter path: the outbox in a SQLite file with fsync per state "
-                        "change, as the daemon runs (default), or in memory (CPU cost only)")
+                   help="submitter path: the outbox in a SQLite file, as the daemon runs it "
+                        "(default), or in memory (CPU cost only)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -192,7 +192,8 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
         "bench": "submit", "path": runner.name,
         "venue": "paper venue in-process (own thread and event loop), 127.0.0.1",
         "store": None if path == "client" else (
-            "SQLite file, synchronous=FULL (as the daemon)" if store == "disk"
+            "SQLite file, WAL, PENDING fsynced, later states synchronous=NORMAL (as the daemon)"
+            if store == "disk"
             else "SQLite in memory (no fsync: the CPU part only)"),
         "target_qps": qps, "achieved_qps": round(achieved, 4),
         "deviation_pct": round(100 * (achieved - qps) / qps, 3),

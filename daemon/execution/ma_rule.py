@@ -14,19 +14,8 @@ from dataclasses import dataclass
 from daemon.bars.model import Bar
 from daemon.errors import AnchordError
 from daemon.intent import OrderIntent
+from daemon.pipeline.decision import Decision
 from daemon.risk import RiskState
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What a strategy wants after a bar (same fields as the Pipeline's Decision)."""
-
-    bar: Bar
-    target_position: int
-    p_up: float
-    edge: float
-    forecast: float
-    reason: str
 
 
 @dataclass(frozen=True)

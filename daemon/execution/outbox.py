@@ -19,6 +19,23 @@ find the tag: never blindly.
 The customTag is `ax-<instance id>-<run epoch>-<intent id>`: a restart regenerates the same
 tag for the same intent (the instance id is kept in the store, the epoch changes only when a
 replay starts over), and another installation never produces it.
+
+Durability (what must reach the disk, and when). Exactly-once rests on two facts: the venue
+refuses a second order with a customTag already in use, and we never send an intent under a tag
+other than its own. So the one write that must be durable (fsynced, `synchronous=FULL`) before
+an Order/place is the one that makes the intent and its tag known: `add` (PENDING). Every later
+transition (SENT, ACCEPTED, REJECTED, UNKNOWN, RESOLVED, lookups, fills) is committed with
+`synchronous=NORMAL` under WAL: it survives a crash of the process (SIGKILL, the chaos test),
+because the commit is in the WAL file before `apply` returns; only a power cut or kernel crash
+can lose it, and then only until the next FULL commit (which fsyncs the WAL, earlier frames
+included). What such a loss can do:
+- a lost SENT/ACCEPTED/REJECTED/UNKNOWN leaves the record PENDING (or SENT/UNKNOWN): the
+  submitter sends again under the same tag; if the first request landed, the venue answers "tag
+  in use", the record goes UNKNOWN and the lookup by tag resolves it. Never a second order.
+- a lost RESOLVED/lookup/fill is repeated by the next lookup or Trade/search (idempotent).
+BLOCKED (the kill switch stopped a send) stays FULL, like every risk-state write (kill switch,
+news embargo, positions adopted at start-up): those are not re-derivable from the venue. This
+takes the per-order fsyncs from three (PENDING, SENT, ACCEPTED) to one.
 """
 
 from __future__ import annotations
@@ -310,8 +327,9 @@ class Outbox:
         return rec
 
     def apply(self, tag: str, event: Event) -> OutboxRecord:
-        """Apply `event` to the record of `tag` and persist the result in one transaction."""
-        with self.store.transaction() as c:
+        """Apply `event` to the record of `tag` and persist the result in one transaction
+        (crash-safe; fsynced only for BLOCKED, see the module docstring for why)."""
+        with self.store.transaction(durable=isinstance(event, Blocked)) as c:
             row = c.execute("SELECT * FROM outbox WHERE tag = ?", (tag,)).fetchone()
             if row is None:
                 raise IllegalTransition(f"outbox: no record with tag {tag}")

@@ -118,7 +118,7 @@ def attach_pipeline(daemon: Any) -> Pipeline | None:
     log.info("pipeline_loaded", artifact_dir=str(arts.dir), load_s=round(time.perf_counter() - t0,
                                                                           2),
              index_size=len(arts.index), forecaster_path=pipe.forecaster.kind,
-             scorer_path=pipe.scorer.kind, neighbour_stats_path=pipe.nstats.kind)
+             scorer_path=pipe.scorer.kind)
     daemon.pipeline = pipe
     daemon.status_providers["pipeline"] = pipe.status
     daemon.reload_hooks.append(lambda new, _changes: reconfigure(daemon, pipe, new))

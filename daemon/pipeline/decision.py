@@ -12,6 +12,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from daemon.bars.model import Bar
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a strategy (the pipeline, or the moving-average rule) wants after one bar: the
+    target position and why. `model` names the forecaster that produced `forecast` (for audit
+    and the swap test)."""
+
+    bar: Bar
+    target_position: int
+    p_up: float
+    edge: float
+    forecast: float
+    reason: str
+    p_raw: float = math.nan
+    model: str = ""
+
 
 @dataclass(frozen=True)
 class DecisionParams:

@@ -8,8 +8,10 @@
     periodic latency record                                        ... `after_bar()`
 
 Everything heavy is warm-loaded once from a verified artifact set; nothing is loaded per bar.
-The serving forecaster is one reference (`swap_forecaster` replaces it in one assignment, and
-`decide` reads it once per bar), so a bar sees the old model or the new one, never a mix.
+Everything that comes from the artifact set (Tyler whitener, index, scorer, calibrator, serving
+forecaster, neighbour stats) lives in one `WarmStages` object that `decide` reads once per bar.
+`swap_forecaster` and `swap_artifacts` prepare a new one and replace it in one assignment, so a
+bar sees the old model/set or the new one, never a mix; the previous set stays warm.
 Replay and live use this same code; `score_slice` replays a date range through the same
 stages, decision rule and risk gate with a candidate forecaster (the adapters' promotion gate).
 """
@@ -29,16 +31,15 @@ import numpy as np
 from daemon.bars.model import Bar
 from daemon.features import FeatureState
 from daemon.intent import OrderIntent
-from daemon.pipeline.decision import DecisionParams, EwmaVol, target_position
+from daemon.pipeline.decision import Decision, DecisionParams, EwmaVol, target_position
 from daemon.pipeline.fastpath import (
     CalibrationPath,
-    NeighbourStatsFast,
     ServingForecaster,
     TreeScorer,
 )
 from daemon.pipeline.latency import END_TO_END, LatencyRecorder
 from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
-from daemon.pipeline.neighbours import forecaster_input, scorer_row
+from daemon.pipeline.neighbours import forecaster_input, neighbour_stats, scorer_row
 from daemon.pipeline.retrieval import index_vector
 from daemon.pipeline.tyler import tyler_incremental, whiten
 from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
@@ -47,22 +48,6 @@ STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "
           "decide", "gate")
 _MINUTE = timedelta(seconds=60)
 _EMPTY_SNAPSHOT = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the pipeline wants after one bar: the target position and why.
-
-    `model` names the forecaster that produced `forecast` (for audit and the swap test)."""
-
-    bar: Bar
-    target_position: int
-    p_up: float
-    edge: float
-    forecast: float
-    reason: str
-    p_raw: float = math.nan
-    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +107,39 @@ class _BarState:
         return len(self.orders)
 
 
+class WarmStages:
+    """The warm, artifact-derived serving state of one artifact set. Built off the event loop
+    (`prepare`); the pipeline swaps it as a whole. `live_shape` and the lazy exact index are
+    per-set state too, so a swapped-in set starts from its own Tyler shape."""
+
+    def __init__(self, arts: Any, serving: ServingForecaster | None = None,
+                 cal: CalibrationPath | None = None) -> None:
+        from daemon.pipeline.neighbours import NEIGHBOUR_STAT_NAMES
+
+        self.arts = arts
+        self.tyler = arts.tyler
+        self.index = arts.index
+        self.cal = cal or CalibrationPath(arts.calibrator)
+        n_features = len(arts.params.get("feature_names") or ()) or int(self.tyler.dim)
+        self.scorer = TreeScorer(arts.scorer, n_features + len(NEIGHBOUR_STAT_NAMES) + 1)
+        self.serving = serving or ServingForecaster(arts.forecaster, "base")
+        self.realised = np.asarray(getattr(self.index, "realised_ts", np.zeros(0)))
+        self.realised_max = int(self.realised.max()) if self.realised.size else 0
+        self.live_shape = np.array(self.tyler.shape, copy=True)
+        self.exact_index: Any = None
+        self.slice_cache: dict[tuple[str, str], Any] = {}
+
+    def with_(self, **changes: Any) -> WarmStages:
+        """A shallow copy with some parts replaced (the swap of one part is still one
+        assignment of the whole)."""
+        import copy
+
+        new = copy.copy(self)
+        for key, value in changes.items():
+            setattr(new, key, value)
+        return new
+
+
 class Pipeline:
     """Warm-loaded stages over one artifact set. See the module docstring for the flow."""
 
@@ -129,7 +147,6 @@ class Pipeline:
                  risk: Any = None, recorder: LatencyRecorder | None = None,
                  metrics: Any = None, log: Any = None, store: Any = None,
                  clock: Any = None, journal: bool = True) -> None:
-        self.arts = arts
         self.params = params
         self.limits = limits
         self.risk = risk
@@ -139,26 +156,15 @@ class Pipeline:
         self.clock = clock
         self.journal_denials = journal
         self.recorder = recorder or LatencyRecorder()
-        self.tyler = arts.tyler
-        self.index = arts.index
-        self._cal = CalibrationPath(arts.calibrator)
-        n_features = len(arts.params.get("feature_names") or ()) or int(self.tyler.dim)
-        from daemon.pipeline.neighbours import NEIGHBOUR_STAT_NAMES
-
-        self.scorer = TreeScorer(arts.scorer, n_features + len(NEIGHBOUR_STAT_NAMES) + 1)
-        self._serving = ServingForecaster(arts.forecaster, "base")
-        self.nstats = NeighbourStatsFast(params.k)
+        self._warm = WarmStages(arts)
+        self.previous_warm: WarmStages | None = None
         self.state = _BarState(params.window, params.vol_halflife)
-        self._realised = np.asarray(getattr(self.index, "realised_ts", np.zeros(0)))
-        self._realised_max = int(self._realised.max()) if self._realised.size else 0
         self.recall = RecallMonitor(self._exact, k=params.recall_k,
                                     fraction=params.recall_fraction, window=params.recall_window)
         self.calibration = CalibrationMonitor(horizon=params.horizon, window=params.ece_window,
                                               target_ece=params.ece_target,
                                               min_samples=params.ece_min_samples)
-        self.live_shape = np.array(self.tyler.shape, copy=True)
         self.bars_decided = 0
-        self._exact_index: Any = None
         # per-bar hand-over from decide() to check()/after_bar()
         self._t0 = 0
         self._pending_bar: Bar | None = None
@@ -174,22 +180,77 @@ class Pipeline:
         self.recalibrations: list[Any] = []
         self.bars_provider: Callable[[], list[Bar]] | None = None
         self._bars: list[Bar] | None = None
-        self._slice_cache: dict[tuple[str, str], Any] = {}
+
+    # -- the warm artifact-derived state (read through one reference) ---------------------------
+    @property
+    def arts(self) -> Any:
+        """The artifact set being served."""
+        return self._warm.arts
+
+    @property
+    def tyler(self) -> Any:
+        """The serving set's Tyler artifacts."""
+        return self._warm.tyler
+
+    @property
+    def index(self) -> Any:
+        """The serving set's neighbour index."""
+        return self._warm.index
+
+    @property
+    def scorer(self) -> TreeScorer:
+        """The serving set's scorer (fast path)."""
+        return self._warm.scorer
+
+    @property
+    def _cal(self) -> CalibrationPath:
+        return self._warm.cal
+
+    @property
+    def live_shape(self) -> np.ndarray:
+        """The live (incrementally updated) Tyler shape of the serving set."""
+        return self._warm.live_shape
 
     @property
     def calibrator(self) -> Any:
         """The serving calibrator (replaced as a whole by an applied recalibration)."""
-        return self._cal.calibrator
+        return self._warm.cal.calibrator
 
     @calibrator.setter
     def calibrator(self, calibrator: Any) -> None:
-        self._cal = CalibrationPath(calibrator)  # prepared first, then one assignment
+        # prepared first, then one assignment
+        self._warm = self._warm.with_(cal=CalibrationPath(calibrator))
+
+    def prepare_artifacts(self, arts: Any) -> WarmStages:
+        """Build the warm stages of another artifact set (safe off the event loop; touches no
+        serving state). ArtifactError if the set cannot serve this pipeline's bar state."""
+        from daemon.errors import ArtifactError
+
+        def shape(a: Any) -> tuple[Any, ...]:
+            p = a.params
+            return (tuple(p.get("feature_names") or ()), p.get("window"), p.get("dim"))
+
+        if shape(arts) != shape(self.arts):
+            raise ArtifactError(f"{getattr(arts, 'dir', arts)}: feature names, window or "
+                                "dimension differ from the serving set's")
+        return WarmStages(arts)
+
+    def swap_artifacts(self, arts: Any) -> WarmStages:
+        """Serve another artifact set (an ArtifactSet, or `WarmStages` from
+        `prepare_artifacts`) from the next bar on: one reference assignment. The previous warm
+        stages are kept (`previous_warm`) and returned. The bar state (features, window,
+        volatility, book) carries over; the calibration monitor's window restarts."""
+        warm = arts if isinstance(arts, WarmStages) else self.prepare_artifacts(arts)
+        old, self._warm = self._warm, warm
+        self.previous_warm = old
+        self.calibration.reset_window()
+        return old
 
     # -- the serving model ---------------------------------------------------------------------
     @property
     def forecaster(self) -> ServingForecaster:
         """The serving forecaster (`.module` is the torch model, `.kind` its path)."""
-        return self._serving
+        return self._warm.serving
 
     def swap_forecaster(self, model: Any, name: str = "") -> ServingForecaster:
         """Serve `model` from the next bar on. The fast path is prepared first; the swap itself
@@ -197,7 +258,8 @@ class Pipeline:
         previous serving model (keep it for an instant rollback)."""
         serving = model if isinstance(model, ServingForecaster) else ServingForecaster(
             model, name)
-        old, self._serving = self._serving, serving
+        old = self._warm.serving
+        self._warm = self._warm.with_(serving=serving)
         return old
 
     # -- the bar path ----------------------------------------------------------------------------
@@ -216,8 +278,8 @@ class Pipeline:
         rec = self.recorder
         t0 = rec.start()
         self._after_pending = True
-        serving = self._serving  # read once: this bar uses this model throughout
-        cal = self._cal
+        warm = self._warm  # read once: this bar uses this set and model throughout
+        serving, cal = warm.serving, warm.cal
         st = self.state
         st.mark(bar, self.params.decision.point_value)
         with rec.stage("features"):
@@ -229,7 +291,7 @@ class Pipeline:
             self.calibration.observe(math.nan, None, bar.close)
             return None
         with rec.stage("whiten"):
-            w = whiten(feats, self.tyler)
+            w = whiten(feats, warm.tyler)
             st.window.append(w)
         self._last_feats = feats
         if len(st.window) < st.window.maxlen:
@@ -238,15 +300,15 @@ class Pipeline:
         with rec.stage("retrieve"):
             q = index_vector(np.stack(st.window))
             t_ann = rec.start()
-            dist, ids, visible = self._search(q, bar.ts)
+            dist, ids, visible = self._search(warm, q, bar.ts)
             ann_ns = rec.start() - t_ann
         self.recall.offer(q, ids[0], ann_ns, visible)
         with rec.stage("neighbours"):
-            nstats = self.nstats(dist[0], self.index.neighbour_outcomes(ids[0]))
+            nstats = neighbour_stats(dist[0], warm.index.neighbour_outcomes(ids[0]))
         with rec.stage("forecast"):
             forecast = serving.predict(forecaster_input(w, nstats))
         with rec.stage("score"):
-            p_raw = self.scorer.proba(scorer_row(feats, nstats, forecast))
+            p_raw = warm.scorer.proba(scorer_row(feats, nstats, forecast))
         with rec.stage("calibrate"):
             p_up = cal(p_raw)
         with rec.stage("decide"):
@@ -288,10 +350,11 @@ class Pipeline:
         self._after_pending = False
         bar = self._pending_bar
         feats = self._last_feats
+        warm = self._warm
         if feats is not None and self.params.tyler_every and \
                 self.bars_decided % self.params.tyler_every == 0:
-            self.live_shape = tyler_incremental(self.live_shape, self.tyler.standardise(feats),
-                                                shrinkage=self.tyler.shrinkage,
+            warm.live_shape = tyler_incremental(warm.live_shape, warm.tyler.standardise(feats),
+                                                shrinkage=warm.tyler.shrinkage,
                                                 n_iter=self.params.tyler_iterations,
                                                 weight=self.params.tyler_weight)
         if self.recall.drain() and self.metrics is not None:
@@ -354,10 +417,11 @@ class Pipeline:
         from daemon.pipeline.slices import backtest_snapshot, prepare_slice, score_inputs
 
         key = (start, end)
-        inputs = self._slice_cache.get(key)
+        cache = self._warm.slice_cache
+        inputs = cache.get(key)
         if inputs is None:
             inputs = prepare_slice(self, self.slice_bars(), start, end)
-            self._slice_cache[key] = inputs
+            cache[key] = inputs
         return score_inputs(self, inputs, model, backtest_snapshot(self.risk))
 
     def slice_bars(self) -> list[Bar]:
@@ -377,9 +441,11 @@ class Pipeline:
     def status(self) -> dict[str, Any]:
         """Latency percentiles, monitors and the serving model, for `ctl status`."""
         lat = self.recorder.snapshot()
-        return {"bars_decided": self.bars_decided, "forecaster": self._serving.name,
-                "forecaster_path": self._serving.kind, "scorer_path": self.scorer.kind,
-                "neighbour_stats_path": self.nstats.kind, "calibration_path": self._cal.kind,
+        serving = self._warm.serving
+        return {"bars_decided": self.bars_decided, "forecaster": serving.name,
+                "forecaster_path": serving.kind, "scorer_path": self.scorer.kind,
+                "artifact_dir": str(getattr(self.arts, "dir", "")),
+                "calibration_path": self._cal.kind,
                 "latency_end_to_end": lat["end_to_end"],
                 "latency_p99_us": {n: s.get("p99_us") for n, s in lat["stages"].items()},
                 **self.recall.snapshot(), **self.calibration.snapshot(),
@@ -394,36 +460,39 @@ class Pipeline:
             self.recorder.record(END_TO_END, self._decided_ns - self._t0)
             self._e2e_done = True
 
-    def _search(self, q: np.ndarray, ts: datetime) -> tuple[np.ndarray, np.ndarray, int | None]:
+    def _search(self, warm: WarmStages, q: np.ndarray,
+                ts: datetime) -> tuple[np.ndarray, np.ndarray, int | None]:
         """(dists, ids, visible): `visible` is the id prefix searched when replaying history
         (only outcomes realised by the bar's time), None when everything is visible."""
         epoch = int(ts.timestamp())
-        if epoch < self._realised_max:  # replaying history: only outcomes known by then
-            dist, ids = self.index.search(q, self.params.k, realised_by=epoch)
-            return dist, ids, int(self.index.visible(epoch))
-        dist, ids = self.index.search(q, self.params.k)
+        if epoch < warm.realised_max:  # replaying history: only outcomes known by then
+            dist, ids = warm.index.search(q, self.params.k, realised_by=epoch)
+            return dist, ids, int(warm.index.visible(epoch))
+        dist, ids = warm.index.search(q, self.params.k)
         return dist, ids, None
 
     def _exact(self, q: np.ndarray, k: int,
                visible: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the same stored vectors (a flat index built once, lazily),
         restricted to the first `visible` ids when the ANN query was."""
-        if self._exact_index is None:
+        warm = self._warm
+        if warm.exact_index is None:
             import faiss
 
-            inner = self.index.index
+            inner = warm.index.index
             flat = faiss.IndexFlatL2(inner.d)
             flat.add(inner.reconstruct_n(0, inner.ntotal))
-            self._exact_index = flat
+            warm.exact_index = flat
+        exact = warm.exact_index
         q = np.ascontiguousarray(q, dtype=np.float32)
         if visible is None:
-            return self._exact_index.search(q, k)
+            return exact.search(q, k)
         import faiss
 
         if visible <= 0:
             return np.full((1, k), np.inf, np.float32), np.full((1, k), -1, np.int64)
         params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, int(visible)))
-        return self._exact_index.search(q, k, params=params)
+        return exact.search(q, k, params=params)
 
     def _deny(self, intent: OrderIntent, verdict: Verdict, bar: Bar) -> None:
         if self.metrics is not None:
