@@ -53,6 +53,8 @@ def test_demo_leaves_a_report_and_a_log_without_the_key(demo_run) -> None:
     data = orjson.loads((report / "report.json").read_bytes())
     assert data["summary"]["orders"] == summary["orders"]
     assert any(r["kind"] == "cycle" for r in data["timeline"])
+    # Events are journalled at bar time, so the report lines them up with the bars.
+    assert all(r["ts"].startswith("2013-") for r in data["timeline"] + data["canary"])
     assert (out / "runtime.toml").is_file() and (out / "state" / "store.sqlite").is_file()
     log = (out / "anchord.log").read_text()
     assert '"event":"replay_end"' in log and "demo-paper-venue-key" not in log
