@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,9 +82,11 @@ def ensure_artifacts(root: Path, train_config: str | None, out: Path) -> tuple[P
         train_config = str(path)
     cfg = load_config(train_config)
     build = root / "build"
+    shutil.rmtree(build, ignore_errors=True)  # what an interrupted first run left
     t0 = time.monotonic()
     train_artifacts(cfg, SOURCE, build, train_end=TRAIN_END)
-    install_artifact_set(build, root)
+    install_artifact_set(build, root)  # copied to root/sets/<hash>, made current
+    shutil.rmtree(build, ignore_errors=True)
     _say(f"artifact set trained and installed under {root} in {time.monotonic() - t0:.0f} s")
     return root, True
 
@@ -297,8 +300,6 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     state = out / "state"
     if state.exists():  # a demo is one run: start from a clean state every time
-        import shutil
-
         shutil.rmtree(state)
     out.mkdir(parents=True, exist_ok=True)
     (out / "anchord.log").unlink(missing_ok=True)
