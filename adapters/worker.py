@@ -227,6 +227,12 @@ class UpdateWorker:
         if not self.deterministic:
             for cycle in [c for c in self._due if self._done[c].is_set()]:
                 self._due.pop(cycle, None)
+        else:  # a finished cycle with nothing to apply (rejected, failed) is done with too
+            queued = {p.cycle for p in self._pending}
+            for cycle in [c for c, due in self._due.items()
+                          if due <= upcoming and c not in queued and self._done[c].is_set()]:
+                self._due.pop(cycle, None)
+                self._done.pop(cycle, None)
 
     # -- the cycle --------------------------------------------------------------------------
     async def run(self) -> None:

@@ -71,7 +71,7 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
             else "info"
         getattr(daemon.log, level)(f"adapters_{kind}", **payload)
         if kind in ("cycle", "promotion", "rollback"):
-            store.journal(kind, daemon.clock.now(), payload)
+            store.journal(kind, daemon.event_time(), payload)
         _metrics(daemon, kind, payload)
 
     def alert(kind: str, fields: dict[str, Any]) -> None:

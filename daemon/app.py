@@ -94,6 +94,14 @@ class Daemon:
 
             attach_adapters(self)
 
+    def event_time(self) -> Any:
+        """The time to journal an event at: the last bar's close in a replay (so that run
+        reports line events up with bars), the clock's now otherwise."""
+        last = self.ingest.last_bar
+        if last is not None and self.cfg.data.source != LIVE_SOURCE:
+            return last.ts
+        return self.clock.now()
+
     # -- kill switch, news, reload, status ------------------------------------------------
     def _engage_kill(self, source: str) -> None:
         if self.risk.engage_kill(source, self.clock.now()):

@@ -65,6 +65,12 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     add_audit_parser(sub)
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from daemon.demo import add_demo_parser
+
+    add_demo_parser(sub)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from daemon.training.cli import add_train_parser
 
@@ -117,8 +123,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 # One line per command module; each adds its own sub-parser with `func` set.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_ctl, _add_report, _add_venue, _add_bench, _add_train, _add_gates, _add_audit,
-    _add_preflight,
+    _add_run, _add_demo, _add_ctl, _add_report, _add_venue, _add_bench, _add_train, _add_gates,
+    _add_audit, _add_preflight,
 ]
 
 

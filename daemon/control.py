@@ -76,8 +76,12 @@ class ControlServer:
                 answer = await self.dispatch(request)
             except Exception as err:  # one bad client never takes the daemon down
                 answer = {"ok": False, "error": f"bad request: {err}"}
+            try:  # status blocks may have int or enum keys (e.g. per-step counters)
+                data = orjson.dumps(answer, default=str, option=orjson.OPT_NON_STR_KEYS)
+            except TypeError as err:  # never let an unanswerable reply stop the daemon
+                data = orjson.dumps({"ok": False, "error": f"answer not serialisable: {err}"})
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await stream.send(orjson.dumps(answer, default=str) + b"\n")
+                await stream.send(data + b"\n")
 
     async def dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one command and return the answer envelope."""

@@ -133,6 +133,16 @@ async def test_poisoned_drift_window_is_never_promoted(tmp_path):
     assert verify(h2.audit, h2.audit.records()[0]["id"])["decision_match"]
 
 
+async def test_a_rejected_cycle_does_not_block_the_next_one_in_a_replay(tmp_path):
+    x, y, _ = market()
+    poisoned = -4.0 * np.random.default_rng(9).permutation(y)
+    h = Harness(tmp_path, targets=poisoned)
+    await h.replay(0, 130)
+    cycles = h.kinds("cycle")
+    assert len(cycles) == 2 and cycles[0]["decision"] == "reject", cycles
+    assert not h.kinds("cycle_skipped")
+
+
 async def test_promoted_adapter_that_breaches_stress_is_rolled_back(tmp_path):
     h = Harness(tmp_path)
     first = h.swaps and h.swaps[0]

@@ -163,7 +163,7 @@ def record_latency(daemon: Any, pipe: Pipeline, source: str) -> None:
     snap = pipe.recorder.snapshot(with_hist=True)
     if not snap["end_to_end"]:
         return
-    now = daemon.clock.now()
+    now = daemon.event_time()
     daemon.log.info("latency", source=source, end_to_end=snap["end_to_end"],
                     stages=snap["stages"], over_budget=snap["over_budget"])
     daemon.store.journal("latency", now, snap)
@@ -175,9 +175,8 @@ def record_latency(daemon: Any, pipe: Pipeline, source: str) -> None:
 
 def _add_tasks(daemon: Any, pipe: Pipeline) -> None:
     wake = {"event": anyio.Event()}
-    every = max(1, pipe.params.journal_every_bars)
-
     def bar_done() -> None:
+        every = max(1, pipe.params.journal_every_bars)  # read per bar: params may be replaced
         if pipe.bars_decided and pipe.bars_decided % every == 0:
             record_latency(daemon, pipe, "bars")
 
