@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import numpy as np
@@ -48,6 +49,16 @@ class FakePipeline:
                 "returns": []}
 
 
+
+async def _run_bars(daemon: Any, n: int) -> None:
+    """Run the daemon's background tasks while its ingest loop processes the first `n` rows."""
+    async with anyio.create_task_group() as tg:
+        for task in daemon.tasks:
+            tg.start_soon(task)
+        for raw in daemon.ingest.data.rows[:n]:
+            await daemon.ingest.process(raw)
+        tg.cancel_scope.cancel()
+
 async def test_attach_runs_cycles_journals_and_rolls_back(tmp_path):
     cfg_path = write_config(tmp_path, basic_config(
         extra='start = "2010-01-01"\nend = "2010-04-30"\n') + ADAPTERS)
@@ -62,12 +73,7 @@ async def test_attach_runs_cycles_journals_and_rolls_back(tmp_path):
         pipe.last_forecaster_input = pipe.rng.normal(size=D).astype(np.float32)
 
     daemon.ingest.handlers.insert(1, trader)
-    async with anyio.create_task_group() as tg:
-        for task in daemon.tasks:
-            tg.start_soon(task)
-        for raw in daemon.ingest.data.rows[:40]:
-            await daemon.ingest.process(raw)
-        tg.cancel_scope.cancel()
+    await _run_bars(daemon, 40)
     cycles = daemon.store.journal_rows("cycle")
     assert cycles and cycles[0]["decision"] == "promote", cycles[0]
     assert daemon.store.journal_rows("promotion")
@@ -105,12 +111,7 @@ async def _replay_with_real_pipeline(folder):
         pipe.after_bar()
 
     daemon.ingest.handlers.append(trader)
-    async with anyio.create_task_group() as tg:
-        for task in daemon.tasks:
-            tg.start_soon(task)
-        for raw in daemon.ingest.data.rows[:400]:
-            await daemon.ingest.process(raw)
-        tg.cancel_scope.cancel()
+    await _run_bars(daemon, 400)
     cycles = daemon.store.journal_rows("cycle")
     audit = [(r["decision"], r.get("adapter_checksum")) for r in worker.audit.records()]
     daemon.store.close()

@@ -40,6 +40,20 @@ class BenchData:
     stress_slices: dict[str, tuple[str, str]] | None = None
 
 
+
+def drift_windows(x: np.ndarray, y: np.ndarray, d: list[str], first: int, window_bars: int,
+                  windows: int) -> list[DriftBatch]:
+    """Consecutive drift windows of `window_bars` rows from row `first`: `windows` of them plus
+    one more (the next window of the last is its out-of-sample test), fewer if the data ends."""
+    wins = []
+    for k in range(windows + 1):
+        a = first + k * window_bars
+        b = a + window_bars
+        if b > len(x):
+            break
+        wins.append(DriftBatch(x[a:b], y[a:b], d[a:b]))
+    return wins
+
 def _features(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
               v: np.ndarray) -> np.ndarray:
     n = len(c)
@@ -125,13 +139,7 @@ def load_bench_data(source: str = "sample:sp500", *, train_end: str = "2010-12-3
         teacher = base(torch.from_numpy(x[rows])).numpy()
     anchors = AnchorSuite(x[rows], teacher, y[rows], [str(labels[i]) for i in rows],
                           [d[i] for i in rows])
-    wins = []
-    for k in range(windows + 1):  # one extra: the next window of the last is its test
-        a = n_train + k * window_bars
-        b = a + window_bars
-        if b > len(x):
-            break
-        wins.append(DriftBatch(x[a:b], y[a:b], d[a:b]))
+    wins = drift_windows(x, y, d, n_train, window_bars, windows)
     desc = (f"minimal equivalent of the artifact builder: {len(FEATURES)} bar features, "
             f"horizon {horizon}, base MLP (64,32) trained on {d[0]}..{d[fit.stop - 1]}, "
             f"{len(anchors)} anchor rows from training-period stress days, windows of "
@@ -166,12 +174,7 @@ def load_artifact_bench_data(folder: str, *, window_bars: int = 120, windows: in
     kept = [b for b, keep in zip(inputs.bars, ok, strict=True) if keep]
     d = [b.ts.date().isoformat() for b in kept]
     closes = np.array([float(b.close) for b in kept])
-    wins = []
-    for k in range(windows + 1):
-        a, b = k * window_bars, (k + 1) * window_bars
-        if b > len(x):
-            break
-        wins.append(DriftBatch(x[a:b], y[a:b], d[a:b]))
+    wins = drift_windows(x, y, d, 0, window_bars, windows)
     desc = (f"artifact set {folder} (train_end {train_end}, horizon "
             f"{arts.params.get('horizon')}, forecaster inputs {x.shape[1]}: whitened window + "
             f"neighbour stats, via the pipeline), {len(arts.anchors)} anchor rows, windows of "
