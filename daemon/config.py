@@ -388,6 +388,10 @@ class ExecutionSection:
                                         doc="cancel our open orders when the kill switch engages")
     adopt_venue_position: bool = setting(
         False, doc="at start, adopt a venue position the outbox cannot explain (else refuse)")
+    fsync_before_send: bool = setting(
+        False, doc="fsync each order's outbox record before Order/place (one fsync per order); "
+                   "off, a power cut may lose the record of an order that went out, and "
+                   "start-up reconciliation recovers it from the venue by its customTag")
     settle_s: float = setting(0.5, reloadable=True, check=at_least(0.0),
                               doc="wait before looking up an order whose answer was lost")
     unknown_checks: int = setting(3, reloadable=True, check=between(1, 100),

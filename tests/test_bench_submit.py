@@ -9,10 +9,11 @@ import pytest
 from tests.helpers import run_cli
 
 
-@pytest.mark.parametrize("path", ["submitter", "client"])
-def test_bench_submit_json_report(path):
+@pytest.mark.parametrize("path,extra", [("submitter", []), ("client", []),
+                                        ("submitter", ["--fsync-before-send"])])
+def test_bench_submit_json_report(path, extra):
     result = run_cli("bench", "submit", "--seconds", "1.5", "--qps", "4", "--path", path,
-                     "--json", timeout=60)
+                     "--json", *extra, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -23,6 +24,8 @@ def test_bench_submit_json_report(path):
     assert report["orders"] == report["orders_at_venue"] >= 3
     assert report["overhead_p99_us"] > 0 and report["achieved_qps"] > 0
     assert report["path"].startswith(path)
+    if path == "submitter":
+        assert ("PENDING fsynced" in report["store"]) == bool(extra)
 
 
 def test_bench_submit_refuses_a_rate_above_the_runbook():

@@ -1,12 +1,15 @@
-"""The outbox's durability split (daemon/execution/outbox.py): only PENDING is fsynced before
-the request. If a power cut loses every later transition (the record is PENDING again after
-the order landed), the resend under the same tag is refused by the venue ("tag in use") and the
-lookup resolves it: one order at the venue, never two."""
+"""The outbox's durability (daemon/execution/outbox.py), against the paper venue: whatever a
+power cut takes of the writes that were not fsynced, the order that landed is found again by its
+tag, and there is one order at the venue, never two. If the transitions after PENDING are lost,
+the resend under the same tag is refused by the venue ("tag in use") and the lookup resolves it;
+if the PENDING record itself is lost, start-up reconciliation recovers it from the venue."""
 
 from __future__ import annotations
 
-from daemon.execution.outbox import State, make_tag
+from daemon.execution.outbox import Outbox, State, make_tag
+from daemon.execution.reconcile import reconcile
 from daemon.intent import OrderIntent, Side, make_intent_id
+from daemon.logs import get_logger
 from daemon.store import Store
 from tests.execution_support import CONTRACT, paper_submitter
 
@@ -27,8 +30,45 @@ async def test_lost_post_request_writes_are_recovered_by_tag_without_a_second_or
         with store.transaction() as c:
             c.execute("UPDATE outbox SET state = 'PENDING', order_id = NULL, attempts = 0, "
                       "sent_at = NULL WHERE tag = ?", (rec.tag,))
+        sub.outbox = Outbox(store)  # the restart after it: the outbox is read from the file
+        assert sub.outbox.get(rec.tag).state == State.PENDING
         sub.requeue_in_flight()
         again = await sub.drive(rec.tag)
         assert again.state == State.RESOLVED and again.outcome == "accepted"
         assert px.venue.tag_counts()[rec.tag] == 1
         assert sub.outbox.expected_position(CONTRACT) == 1
+
+
+async def test_a_lost_pending_record_is_recovered_from_the_venue_and_never_sent_again(tmp_path):
+    async with paper_submitter(tmp_path) as px:
+        bar, sub, store = px.bar, px.sub, px.store
+        assert not sub.outbox.fsync_pending  # the default: no fsync before the request
+        intent = OrderIntent(make_intent_id(CONTRACT, bar.ts, Side.SELL, 2, -2), CONTRACT,
+                             bar.ts, Side.SELL, 2, -2, bar.close)
+        rec = sub.enqueue(intent, make_tag("inst", 3, intent.intent_id), 3)
+        accepted = await sub.drive(rec.tag)
+        assert accepted.state == State.ACCEPTED
+        # what a power cut may do: the intent's record and its log never reached the disk
+        with store.transaction() as c:
+            c.execute("DELETE FROM outbox WHERE tag = ?", (rec.tag,))
+            c.execute("DELETE FROM outbox_log WHERE tag = ?", (rec.tag,))
+        sub.outbox = Outbox(store)  # the restart after it
+        assert sub.outbox.get(rec.tag) is None and sub.outbox.started_at() is not None
+        report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
+                                 instance_id="inst", adopt=False, log=get_logger("test"))
+        assert report.ok and report.recovered == 1, report
+        got = sub.outbox.get(rec.tag)
+        assert (got.state, got.outcome, got.order_id) == (State.RESOLVED, "accepted",
+                                                          accepted.order_id)
+        assert (got.epoch, got.intent_id, got.side, got.size) == (3, intent.intent_id,
+                                                                  Side.SELL, 2)
+        assert [e["event"] for e in sub.outbox.log(rec.tag)] == ["Recovered", "Filled"]
+        # the same intent again (the bar is decided again after the restart): no second order
+        again = sub.enqueue(intent, rec.tag, 3)
+        assert again.state == State.RESOLVED
+        assert px.venue.tag_counts()[rec.tag] == 1
+        assert sub.outbox.filled_position(CONTRACT) == px.venue.net_position() == -2
+        # another installation's tags are never taken for ours
+        assert (await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
+                                instance_id="other", adopt=False,
+                                log=get_logger("test"))).recovered == 0

@@ -2,8 +2,10 @@
 
 The real Submitter and reconciliation drive the real outbox in a real SQLite file against an
 in-memory venue whose answers are scripted by hypothesis: accepted, rejected, lost before or
-after the order landed (timeout, 5xx, reset, 429, "tag in use"), failed lookups, and crashes
-(the process dies before or after the venue placed the order; the SQLite file is reopened).
+after the order landed (timeout, 5xx, reset, 429, "tag in use"), failed lookups, crashes
+(the process dies before or after the venue placed the order; the SQLite file is reopened), and
+power cuts after the order landed that lose every write since the last fsynced one (the file
+goes back to how it was at its last durable commit).
 The venue here does NOT enforce customTag uniqueness, so the checks hold for our logic alone:
 never two orders for one intent, never a lost intent, only legal transitions, and the venue's
 position equal to the outbox's.
@@ -11,6 +13,9 @@ position equal to the outbox's.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,15 +49,43 @@ LEGAL = {
     ("", "PENDING"), ("PENDING", "SENT"), ("PENDING", "BLOCKED"), ("SENT", "ACCEPTED"),
     ("SENT", "REJECTED"), ("SENT", "UNKNOWN"), ("UNKNOWN", "UNKNOWN"), ("UNKNOWN", "RESOLVED"),
     ("UNKNOWN", "SENT"), ("UNKNOWN", "BLOCKED"), ("ACCEPTED", "ACCEPTED"),
-    ("RESOLVED", "RESOLVED"),
+    ("RESOLVED", "RESOLVED"), ("", "RESOLVED"),  # the last: recovered from the venue
 }
 PLACE = ["ok", "ok", "ok", "reject", "timeout", "5xx", "reset", "429", "timeout_after",
-         "5xx_after", "dup_after", "crash_before", "crash_after"]
+         "5xx_after", "dup_after", "crash_before", "crash_after", "power_cut_after"]
 LOOKUP = ["ok", "ok", "ok", "fail"]
 
 
 class Crash(BaseException):
     """The daemon process dies here (nothing after this line of the submitter runs)."""
+
+
+class PowerCut(BaseException):
+    """The machine loses power here: the process dies and unsynced writes may be gone."""
+
+
+class PowerCutStore(Store):
+    """A Store that remembers its file as of the last fsynced commit: what a power cut leaves
+    (everything committed with synchronous=NORMAL since then is lost)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.durable_image = self.conn.serialize()
+
+    @contextmanager
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        with super().transaction(durable) as c:
+            yield c
+        if durable:
+            self.durable_image = self.conn.serialize()
+
+    def power_cut(self) -> None:
+        """The machine loses power: the process is gone and the file is the durable image."""
+        image, path = self.durable_image, Path(self.path)
+        self.conn.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(image)
 
 
 class ScriptedVenue:
@@ -89,6 +122,8 @@ class ScriptedVenue:
                            custom_tag)
         if what == "crash_after":
             raise Crash
+        if what == "power_cut_after":
+            raise PowerCut
         return order["id"]
 
     async def search_orders(self, account_id, start, end=None) -> list[dict[str, Any]]:
@@ -125,24 +160,38 @@ async def _restart(path: Path, venue: ScriptedVenue, risk: RiskState
     """A new process: open the file and reconcile; it may crash again while doing so."""
     risk.kill_switch = False
     while True:
-        store = Store(path)
+        store = PowerCutStore(path)
         sub = _submitter(store, venue, risk)
         try:  # as Execution._start: a failed lookup is retried, never guessed
             report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
-                                     tag_prefix="ax-inst-", adopt=False, log=get_logger("t"))
+                                     instance_id="inst", adopt=False, log=get_logger("t"))
         except GatewayError:
             store.conn.close()
             continue
         except Crash:
             store.conn.close()
             continue
+        except PowerCut:
+            store.power_cut()
+            continue
         assert report.ok, report.reason
         return store, sub
 
 
+def _assert_view_matches_file(live: Outbox, store: Store) -> None:
+    """The outbox's in-memory view (open records, positions) equals one read from the file."""
+    fresh = Outbox(store)
+    assert [r.tag for r in live.in_flight()] == [r.tag for r in fresh.in_flight()]
+    assert live.unfilled() == fresh.unfilled()
+    assert live.expected_position(CONTRACT) == fresh.expected_position(CONTRACT)
+    assert live.filled_position(CONTRACT) == fresh.filled_position(CONTRACT)
+    for rec in fresh.in_flight():
+        assert live.get(rec.tag) == rec
+
+
 async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
                kills: list[bool]) -> tuple[Store, list[str]]:
-    store = Store(path)
+    store = PowerCutStore(path)
     risk = RiskState()
     sub = _submitter(store, venue, risk)
     tags: list[str] = []
@@ -156,11 +205,17 @@ async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
         tags.append(rec.tag)
         try:
             await sub.drive(rec.tag)
+            _assert_view_matches_file(sub.outbox, store)
         except Crash:  # the process dies; a new one opens the same file and reconciles
             store.conn.close()
             store, sub = await _restart(path, venue, risk)
+        except PowerCut:  # the intent's record (and more) is gone although its order landed
+            store.power_cut()
+            store, sub = await _restart(path, venue, risk)
+            assert sub.outbox.get(rec.tag).state in FINAL  # recovered from the venue
     store.conn.close()  # a last restart: reconciliation also records every fill
     store, sub = await _restart(path, venue, risk)
+    _assert_view_matches_file(sub.outbox, store)
     return store, tags
 
 

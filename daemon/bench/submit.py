@@ -1,11 +1,15 @@
 """`anchord bench submit`: hold Order/place at the configured QPS against the paper venue.
 
-The venue runs in-process on 127.0.0.1, in its own thread and event loop (so its request
-handling is not counted inside our awaits), with its rate limits raised to allow the rate; the
-client's own budgets are sized the same way. Orders are market orders of size 1, alternating
-buy and sell, each with a fresh customTag, placed one after another for `--seconds`, either
-through the whole submitter path (intent → outbox in SQLite → Submitter → client → limiter;
-the default when the submitter is present) or through the client and its limiter alone.
+The venue runs as `anchord venue` in a child process on 127.0.0.1, as a remote Gateway would:
+its request handling runs on its own interpreter, so it neither holds our GIL nor competes
+with our awaits (run in a thread of this process, it did both, and every outbox write after
+an answer waited for the venue thread to let go of the GIL). Its rate limits are raised to
+allow the rate; the client's own budgets are sized the same way. Orders are market orders of
+size 1, alternating buy and sell, each with a fresh customTag, placed one after another for
+`--seconds`, either through the whole submitter path (intent → outbox in SQLite → Submitter →
+client → limiter; the default when the submitter is present) or through the client and its
+limiter alone. The outbox is written as the default config writes it (no fsync per order);
+`--fsync-before-send` fsyncs each PENDING record before the request.
 
 Reported: `achieved_qps` — orders per second between the first and the last order as the venue
 stamped them, which must be within ±5 % of `target_qps`; `overhead_p50_us` / `overhead_p99_us`
@@ -20,8 +24,16 @@ Timings depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -43,8 +55,50 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", choices=("disk", "memory"), default="disk",
                    help="submitter path: the outbox in a SQLite file, as the daemon runs it "
                         "(default), or in memory (CPU cost only)")
+    p.add_argument("--fsync-before-send", action="store_true",
+                   help="disk store: fsync each PENDING record before Order/place, as with "
+                        "[execution].fsync_before_send = true (default: as the default config)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
+
+
+@contextlib.contextmanager
+def _venue_process(general_limit: str) -> Iterator[str]:
+    """`anchord venue` in a child process on a free 127.0.0.1 port (its request handling runs
+    on its own interpreter, as a remote Gateway's would, not on our GIL); yields its base URL.
+    """
+    import httpx
+
+    with socket.socket() as s:  # a free port (the venue binds it right after)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "venue", "--port", str(port), "--pace", "0",
+         "--rate-other", general_limit, "--rate-history", "unlimited", "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("bench submit: the venue exited: "
+                                   + proc.stderr.read().decode(errors="replace")[-2000:])
+            try:
+                httpx.get(f"{base_url}/_venue/state", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("bench submit: the venue did not answer in 60 s"
+                                       ) from None
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -61,7 +115,8 @@ class _ClientPath:
 
     name = "client+limiter (ProjectXClient.place_order)"
 
-    def __init__(self, client: Any, account: int, contract: str, state_dir: Any) -> None:
+    def __init__(self, client: Any, account: int, contract: str, state_dir: Any,
+                 fsync: bool) -> None:
         self.client, self.account, self.contract = client, account, contract
         self.run = time.time_ns()
 
@@ -81,7 +136,8 @@ class _SubmitterPath:
 
     name = "submitter (outbox + Submitter.drive + client + limiter)"
 
-    def __init__(self, client: Any, account: int, contract: str, state_dir: Any) -> None:
+    def __init__(self, client: Any, account: int, contract: str, state_dir: Any,
+                 fsync: bool) -> None:
         from daemon.execution.outbox import Outbox
         from daemon.execution.submitter import SubmitSettings, Submitter
         from daemon.logs import get_logger
@@ -90,7 +146,7 @@ class _SubmitterPath:
 
         self.client, self.contract = client, contract
         self.store = Store(state_dir / "store.sqlite" if state_dir else ":memory:")
-        self.outbox = Outbox(self.store)
+        self.outbox = Outbox(self.store, fsync_pending=fsync)
         risk = RiskState.load(self.store, 15.0, 15.0)
         self.submitter = Submitter(client=client, outbox=self.outbox, risk=risk,
                                    clock=client.clock, log=get_logger("bench"),
@@ -129,19 +185,18 @@ def _paths() -> dict[str, type]:
 
 
 async def bench_submit(seconds: float, qps: float, path: str = "auto",
-                       store: str = "disk") -> dict[str, Any]:
+                       store: str = "disk", fsync: bool = False) -> dict[str, Any]:
     """Run the benchmark and return its report (see the module docstring)."""
     import dataclasses
     import tempfile
     from pathlib import Path
 
-    from daemon.bars.model import Bar
     from daemon.clock import WallClock
     from daemon.config import ProjectXSection
     from daemon.errors import AnchordError
     from daemon.execution.client import ProjectXClient
     from daemon.execution.ratelimit import check_order_qps
-    from daemon.venue import venue_in_thread
+    from daemon.timeutil import parse_utc
 
     qps = check_order_qps(qps)
     paths = _paths()
@@ -155,23 +210,19 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
     # Budgets that allow the rate: the client keeps 95 % of a window, 10 % of it as a burst.
     general = f"{math.ceil(expected * 1.3 + 60 * qps * 1.3 + 50)}/60"
     clock = WallClock()
-    bars = [Bar(contract, clock.now(), 4500.0, 4501.0, 4499.0, 4500.25, 1000.0)]
-    opts = {"other_limit": general, "history_limit": "unlimited", "username": "bench",
-            "api_key": "bench-key"}
     with tempfile.TemporaryDirectory(prefix="anchord-bench-") as tmp, \
-            venue_in_thread(bars, clock=clock, **opts) as venue:
-        venue.advance()
-        cfg = dataclasses.replace(ProjectXSection(), base_url=venue.base_url,
-                                  username="bench", account="", rate_limit_qps=qps,
-                                  general_limit=general)
+            _venue_process(general) as base_url:
+        cfg = dataclasses.replace(ProjectXSection(), base_url=base_url, username="bench",
+                                  account="", rate_limit_qps=qps, general_limit=general)
         async with ProjectXClient(cfg, "bench-key", clock=clock) as client:
             account = (await client.resolve_account()).id
             await client.resolve_contract(contract)
             runner = paths[path](client, account, contract,
-                                 Path(tmp) if store == "disk" else None)
+                                 Path(tmp) if store == "disk" else None, fsync)
             overhead_us: list[float] = []
             client_us: list[float] = []
             wire_us: list[float] = []
+            first = clock.now()
             start = time.perf_counter()
             deadline = start + seconds
             n = 0
@@ -184,15 +235,19 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
             finally:
                 runner.close()
             elapsed = time.perf_counter() - start
-        # The rate as the venue saw it: creation times of the orders it accepted.
-        created = sorted(o["creationTimestamp"] for o in venue.orders())
+            # The rate as the venue saw it: creation times of the orders it accepted.
+            orders = await client.search_orders(account, first - timedelta(minutes=1))
+    created = sorted(parse_utc(o["creationTimestamp"]) for o in orders)
     span = (created[-1] - created[0]).total_seconds() if len(created) > 1 else 0.0
     achieved = (len(created) - 1) / span if span > 0 else 0.0
     return {
         "bench": "submit", "path": runner.name,
-        "venue": "paper venue in-process (own thread and event loop), 127.0.0.1",
+        "venue": "paper venue (anchord venue) in a child process, 127.0.0.1",
         "store": None if path == "client" else (
-            "SQLite file, WAL, PENDING fsynced, later states synchronous=NORMAL (as the daemon)"
+            "SQLite file, WAL, "
+            + ("PENDING fsynced before the request ([execution].fsync_before_send = true), "
+               "later states synchronous=NORMAL" if fsync else
+               "every state synchronous=NORMAL (the default config: no fsync per order)")
             if store == "disk"
             else "SQLite in memory (no fsync: the CPU part only)"),
         "target_qps": qps, "achieved_qps": round(achieved, 4),
@@ -227,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
             from daemon.config import load_config
 
             qps = load_config(args.config).projectx.rate_limit_qps
-    report = anyio.run(bench_submit, args.seconds, qps, args.path, args.store)
+    report = anyio.run(bench_submit, args.seconds, qps, args.path, args.store,
+                       args.fsync_before_send)
     if args.json:
         print(orjson.dumps(report).decode())
     else:

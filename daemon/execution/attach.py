@@ -77,7 +77,8 @@ class Execution:
         self.client = client
         self.log = get_logger("execution")
         self.contract = daemon.cfg.data.contract
-        self.outbox = Outbox(daemon.store)
+        self.outbox = Outbox(daemon.store,
+                             fsync_pending=daemon.cfg.execution.fsync_before_send)
         self.instance_id = daemon.store.instance_id()
         self.tag_prefix = f"ax-{self.instance_id}-"
         self.account_id: int | None = None
@@ -192,7 +193,7 @@ class Execution:
                 self.daemon.store.set_meta(ACCOUNT_KEY, str(self.account_id))
                 self.report = await reconcile(
                     submitter=self.submitter, outbox=self.outbox, contract=self.contract,
-                    tag_prefix=self.tag_prefix, adopt=ex.adopt_venue_position, log=self.log)
+                    instance_id=self.instance_id, adopt=ex.adopt_venue_position, log=self.log)
             except (GatewayError, OSError) as err:
                 self.phase = f"starting (retrying: {err})"
                 self.log.error("execution_start_failed", error=str(err),
@@ -251,8 +252,7 @@ class Execution:
             if self.stopping:
                 break
             await self.check()
-            if not any(r.accepted and r.limit_price is None and r.filled < r.size
-                       for r in self.outbox.records()):
+            if not any(r.limit_price is None for r in self.outbox.unfilled()):
                 break
             await anyio.sleep(0.2)
         self.log.info("execution_drained", outbox=self.outbox.counts(),

@@ -20,22 +20,31 @@ The customTag is `ax-<instance id>-<run epoch>-<intent id>`: a restart regenerat
 tag for the same intent (the instance id is kept in the store, the epoch changes only when a
 replay starts over), and another installation never produces it.
 
-Durability (what must reach the disk, and when). Exactly-once rests on two facts: the venue
-refuses a second order with a customTag already in use, and we never send an intent under a tag
-other than its own. So the one write that must be durable (fsynced, `synchronous=FULL`) before
-an Order/place is the one that makes the intent and its tag known: `add` (PENDING). Every later
-transition (SENT, ACCEPTED, REJECTED, UNKNOWN, RESOLVED, lookups, fills) is committed with
-`synchronous=NORMAL` under WAL: it survives a crash of the process (SIGKILL, the chaos test),
-because the commit is in the WAL file before `apply` returns; only a power cut or kernel crash
-can lose it, and then only until the next FULL commit (which fsyncs the WAL, earlier frames
-included). What such a loss can do:
+Durability (what must reach the disk, and when). Exactly-once rests on three facts: the venue
+refuses a second order with a customTag already in use, we never send an intent under a tag
+other than its own, and the tag names its intent (`parse_tag`). Every commit is in the WAL file
+before the call that made it returns, so a crash of the process (SIGKILL, the chaos test) loses
+nothing. A power cut or kernel crash can lose a suffix of the commits made with
+`synchronous=NORMAL` (WAL frames are checksummed in a chain, so what survives is always a
+prefix), back to the last fsynced one. By default no outbox write is fsynced before the
+request (`[execution].fsync_before_send = false`: an fsync per order would cost more than the
+rest of the submitter, see `anchord bench submit`), and what such a loss can do is covered:
+- a lost PENDING (with everything after it) whose order reached the venue: start-up
+  reconciliation searches the venue's orders since the newest surviving record for tags of this
+  installation that the outbox does not hold, and records each as RESOLVED with the venue's
+  outcome (`recovered_record`). The intent, if generated again for the same bar, finds that
+  record and is not sent again. A lost PENDING whose order never went out is an intent that
+  was never acted on, as if the daemon had stopped before deciding it.
 - a lost SENT/ACCEPTED/REJECTED/UNKNOWN leaves the record PENDING (or SENT/UNKNOWN): the
   submitter sends again under the same tag; if the first request landed, the venue answers "tag
   in use", the record goes UNKNOWN and the lookup by tag resolves it. Never a second order.
 - a lost RESOLVED/lookup/fill is repeated by the next lookup or Trade/search (idempotent).
-BLOCKED (the kill switch stopped a send) stays FULL, like every risk-state write (kill switch,
-news embargo, positions adopted at start-up): those are not re-derivable from the venue. This
-takes the per-order fsyncs from three (PENDING, SENT, ACCEPTED) to one.
+With `fsync_before_send = true` the PENDING write is fsynced (one fsync per order), for a desk
+that prefers not to lean on the venue's order history after a power cut. BLOCKED (the kill
+switch stopped a send) is always fsynced, like every risk-state write (kill switch, news
+embargo, positions adopted at start-up): those are not re-derivable from the venue. So is the
+outbox's start time (`started_at`), written before its first record: the recovery search of an
+outbox that lost every record starts there.
 """
 
 from __future__ import annotations
@@ -74,6 +83,17 @@ class IllegalTransition(AnchordError):
 def make_tag(instance_id: str, epoch: int, intent_id: str) -> str:
     """The customTag of an intent: same inputs, same tag; another instance, another tag."""
     return f"ax-{instance_id}-{epoch}-{intent_id}"
+
+
+def parse_tag(tag: str, instance_id: str) -> tuple[int, str] | None:
+    """(epoch, intent id) of a tag `make_tag(instance_id, ...)` made; None for any other tag."""
+    prefix = f"ax-{instance_id}-"
+    if not tag.startswith(prefix):
+        return None
+    epoch, sep, intent_id = tag[len(prefix):].partition("-")
+    if not sep or not intent_id or not epoch.isdigit():
+        return None
+    return int(epoch), intent_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +286,25 @@ def new_record(intent: OrderIntent, tag: str, epoch: int, seq: int, at: datetime
                         state=State.PENDING, created_at=at, updated_at=at)
 
 
+def recovered_record(tag: str, epoch: int, intent_id: str, seq: int, order: dict[str, Any],
+                     at: datetime) -> OutboxRecord:
+    """The RESOLVED record of an order found at the venue under one of our tags whose record
+    was lost (see Durability): its outcome, side, size and price as the venue has them; the
+    intent's bar time is unknown and taken as the order's creation time."""
+    created = order.get("creationTimestamp")
+    created = parse_utc(created) if isinstance(created, str) else (created or at)
+    limit = order.get("limitPrice")
+    rejected = int(order.get("status") or 0) == 5
+    return OutboxRecord(
+        tag=tag, seq=seq, intent_id=intent_id, epoch=epoch, contract=str(order["contractId"]),
+        bar_ts=created, side=Side(int(order["side"])), size=int(order["size"]),
+        target_position=0, ref_price=float(limit or 0),
+        limit_price=Decimal(str(limit)) if limit is not None else None,
+        state=State.RESOLVED, created_at=created, updated_at=at, order_id=int(order["id"]),
+        attempts=1, outcome="rejected" if rejected else "accepted",
+        reason="recovered from the venue: the record was lost (power cut?)", sent_at=created)
+
+
 # ---- persistence ----------------------------------------------------------------------------
 _COLUMNS = ("tag", "seq", "intent_id", "epoch", "contract", "bar_ts", "side", "size",
             "target_position", "ref_price", "limit_price", "state", "order_id", "attempts",
@@ -304,60 +343,157 @@ def _from_row(row: Any) -> OutboxRecord:
         sent_at=parse_utc(d["sent_at"]) if d["sent_at"] else None)
 
 
-class Outbox:
-    """The outbox table of a Store: add intents, apply events, read records."""
+def _open(rec: OutboxRecord) -> bool:
+    """The record may still change: in flight, or accepted and not fully filled."""
+    return rec.state in IN_FLIGHT or (rec.accepted and rec.filled < rec.size)
 
-    def __init__(self, store: Store) -> None:
+
+def _contribution(rec: OutboxRecord) -> tuple[int, int]:
+    """What the record adds to (expected position, filled position)."""
+    return (rec.signed_size if rec.may_be_live else 0), rec.signed_filled
+
+
+_STARTED_KEY = "outbox_started_at"
+
+
+class Outbox:
+    """The outbox table of a Store: add intents, apply events, read records.
+
+    The Outbox is the table's only writer in the process, so it keeps in memory what the hot
+    path reads (every record that may still change, the next seq, and the positions the
+    records explain) and writes through to SQLite: an order's transitions and a bar's position
+    check cost no table scan and no row parsing. Settled records (final and, if accepted,
+    fully filled) live only in the table."""
+
+    def __init__(self, store: Store, *, fsync_pending: bool = False) -> None:
         self.store = store
         self.conn = store.conn
+        self.fsync_pending = fsync_pending
+        self._open: dict[str, OutboxRecord] = {}
+        self._expected: dict[str, int] = {}
+        self._filled: dict[str, int] = {}
+        self._base: dict[str, int] = {}
+        self._started: datetime | None = None
+        self._next_seq = 1
+        self._load()
+
+    def _load(self) -> None:
+        rows = self.conn.execute(
+            "SELECT * FROM outbox WHERE state IN ('PENDING', 'SENT', 'UNKNOWN') OR "
+            "((state = 'ACCEPTED' OR (state = 'RESOLVED' AND outcome = 'accepted')) "
+            "AND filled < size) ORDER BY seq").fetchall()
+        self._open = {r.tag: r for r in map(_from_row, rows)}
+        for contract, expected, filled in self.conn.execute(
+                "SELECT contract, SUM(CASE WHEN state IN ('PENDING', 'SENT', 'UNKNOWN', "
+                "'ACCEPTED') OR (state = 'RESOLVED' AND outcome = 'accepted') THEN "
+                "(CASE side WHEN 0 THEN size ELSE -size END) ELSE 0 END), "
+                "SUM(CASE side WHEN 0 THEN filled ELSE -filled END) FROM outbox "
+                "GROUP BY contract"):
+            self._expected[contract], self._filled[contract] = int(expected), int(filled)
+        self._next_seq = int(self.conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()[0])
+
+    def _cache(self, old: OutboxRecord | None, new: OutboxRecord) -> None:
+        """Bring the in-memory view up to date after `new` was committed."""
+        exp, fil = _contribution(new)
+        if old is not None:
+            old_exp, old_fil = _contribution(old)
+            exp, fil = exp - old_exp, fil - old_fil
+        c = new.contract
+        self._expected[c] = self._expected.get(c, 0) + exp
+        self._filled[c] = self._filled.get(c, 0) + fil
+        if _open(new):
+            self._open[new.tag] = new
+        else:
+            self._open.pop(new.tag, None)
 
     def add(self, intent: OrderIntent, tag: str, epoch: int, at: datetime) -> OutboxRecord:
-        """The record of `intent` (written PENDING if new; an existing one is returned as is,
-        so handing the same intent in twice never makes a second order)."""
+        """The record of `intent` (written PENDING and fsynced if new; an existing one is
+        returned as is, so handing the same intent in twice never makes a second order)."""
         existing = self.get(tag)
         if existing is not None:
             return existing
-        with self.store.transaction() as c:
-            seq = int(c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()[0])
-            rec = new_record(intent, tag, epoch, seq, at)
+        if self.started_at() is None:
+            self.store.set_meta(_STARTED_KEY, iso(at))  # fsynced, before the first record
+        rec = new_record(intent, tag, epoch, self._next_seq, at)
+        self._insert(rec, "Added", "", durable=self.fsync_pending)
+        return rec
+
+    def recover(self, tag: str, epoch: int, intent_id: str, order: dict[str, Any],
+                at: datetime) -> OutboxRecord:
+        """Record a venue order whose record was lost (`recovered_record`); fsynced."""
+        rec = recovered_record(tag, epoch, intent_id, self._next_seq, order, at)
+        self._insert(rec, "Recovered", f"order {rec.order_id} {rec.outcome}", durable=True)
+        return rec
+
+    def _insert(self, rec: OutboxRecord, event: str, detail: str, *, durable: bool) -> None:
+        with self.store.transaction(durable=durable) as c:
             c.execute(f"INSERT INTO outbox({', '.join(_COLUMNS)}) VALUES "
                       f"({', '.join('?' * len(_COLUMNS))})", _to_row(rec))
             c.execute("INSERT INTO outbox_log(tag, from_state, to_state, event, detail, at) "
-                      "VALUES(?, '', ?, 'Added', '', ?)", (tag, rec.state.value, iso(at)))
-        return rec
+                      "VALUES(?, '', ?, ?, ?, ?)", (rec.tag, rec.state.value, event, detail,
+                                                    iso(rec.updated_at)))
+        self._next_seq = max(self._next_seq, rec.seq) + 1
+        self._cache(None, rec)
+
+    def started_at(self) -> datetime | None:
+        """When the outbox got its first record (None before that)."""
+        if self._started is None:
+            value = self.store.get_meta(_STARTED_KEY)
+            self._started = parse_utc(value) if value else None
+        return self._started
+
+    def newest_created_at(self) -> datetime | None:
+        """Creation time of the newest record, or None for an empty outbox."""
+        row = self.conn.execute("SELECT created_at FROM outbox ORDER BY seq DESC LIMIT 1"
+                                ).fetchone()
+        return parse_utc(row[0]) if row else None
 
     def apply(self, tag: str, event: Event) -> OutboxRecord:
         """Apply `event` to the record of `tag` and persist the result in one transaction
-        (crash-safe; fsynced only for BLOCKED, see the module docstring for why)."""
+        (crash-safe; fsynced only for BLOCKED, see the module docstring for why). Nothing
+        changes, in memory or on disk, when it raises."""
+        old = self.get(tag)
+        if old is None:
+            raise IllegalTransition(f"outbox: no record with tag {tag}")
+        new = transition(old, event)
+        if new == old:
+            return new
         with self.store.transaction(durable=isinstance(event, Blocked)) as c:
-            row = c.execute("SELECT * FROM outbox WHERE tag = ?", (tag,)).fetchone()
-            if row is None:
-                raise IllegalTransition(f"outbox: no record with tag {tag}")
-            old = _from_row(row)
-            new = transition(old, event)
-            if new != old:
-                sets = ", ".join(f"{col} = ?" for col in _COLUMNS[1:])
-                c.execute(f"UPDATE outbox SET {sets} WHERE tag = ?", (*_to_row(new)[1:], tag))
-                detail = getattr(event, "reason", "") or str(getattr(event, "order_id", "")
-                                                             or "")
-                c.execute("INSERT INTO outbox_log(tag, from_state, to_state, event, detail, at)"
-                          " VALUES(?, ?, ?, ?, ?, ?)", (tag, old.state.value, new.state.value,
-                                                       type(event).__name__, detail,
-                                                       iso(event.at)))
+            sets = ", ".join(f"{col} = ?" for col in _COLUMNS[1:])
+            c.execute(f"UPDATE outbox SET {sets} WHERE tag = ?", (*_to_row(new)[1:], tag))
+            detail = getattr(event, "reason", "") or str(getattr(event, "order_id", "") or "")
+            c.execute("INSERT INTO outbox_log(tag, from_state, to_state, event, detail, at)"
+                      " VALUES(?, ?, ?, ?, ?, ?)", (tag, old.state.value, new.state.value,
+                                                   type(event).__name__, detail,
+                                                   iso(event.at)))
+        self._cache(old, new)
         return new
 
     def get(self, tag: str) -> OutboxRecord | None:
+        """The record of `tag`, or None."""
+        rec = self._open.get(tag)
+        if rec is not None:
+            return rec
         row = self.conn.execute("SELECT * FROM outbox WHERE tag = ?", (tag,)).fetchone()
         return None if row is None else _from_row(row)
 
     def records(self, states: frozenset[State] | set[State] | None = None) -> list[OutboxRecord]:
-        """Records in the order they were added, optionally only those in `states`."""
+        """Records in the order they were added, optionally only those in `states` (reads the
+        table: for reports and start-up, not for the per-bar path)."""
         rows = self.conn.execute("SELECT * FROM outbox ORDER BY seq").fetchall()
         recs = [_from_row(r) for r in rows]
         return recs if states is None else [r for r in recs if r.state in states]
 
     def in_flight(self) -> list[OutboxRecord]:
-        return self.records(IN_FLIGHT)
+        """Records in PENDING, SENT or UNKNOWN, in the order they were added."""
+        return sorted((r for r in self._open.values() if r.state in IN_FLIGHT),
+                      key=lambda r: r.seq)
+
+    def unfilled(self) -> list[OutboxRecord]:
+        """Accepted records whose order is not fully filled yet, in the order they were
+        added."""
+        return sorted((r for r in self._open.values() if r.accepted), key=lambda r: r.seq)
 
     def counts(self) -> dict[str, int]:
         """Records per state."""
@@ -376,23 +512,19 @@ class Outbox:
     # -- the positions the outbox explains ----------------------------------------------------
     def expected_position(self, contract: str) -> int:
         """Base position plus every order that is or may be at the venue (for new intents)."""
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(CASE side WHEN 0 THEN size ELSE -size END), 0) FROM outbox "
-            "WHERE contract = ? AND (state IN ('PENDING', 'SENT', 'UNKNOWN', 'ACCEPTED') "
-            "OR (state = 'RESOLVED' AND outcome = 'accepted'))", (contract,)).fetchone()
-        return self.base_position(contract) + int(row[0])
+        return self.base_position(contract) + self._expected.get(contract, 0)
 
     def filled_position(self, contract: str) -> int:
         """Base position plus the fills recorded from Trade/search (compare with the venue)."""
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(CASE side WHEN 0 THEN filled ELSE -filled END), 0) FROM outbox"
-            " WHERE contract = ?", (contract,)).fetchone()
-        return self.base_position(contract) + int(row[0])
+        return self.base_position(contract) + self._filled.get(contract, 0)
 
     def base_position(self, contract: str) -> int:
         """A venue position adopted at start-up (`adopt_venue_position`), else 0."""
-        value = self.store.get_meta(f"outbox_base_position:{contract}")
-        return int(value) if value else 0
+        if contract not in self._base:
+            value = self.store.get_meta(f"outbox_base_position:{contract}")
+            self._base[contract] = int(value) if value else 0
+        return self._base[contract]
 
     def set_base_position(self, contract: str, value: int) -> None:
         self.store.set_meta(f"outbox_base_position:{contract}", str(int(value)))
+        self._base[contract] = int(value)

@@ -3,7 +3,9 @@
 At start: a request that was in flight when the daemon stopped (SENT) becomes UNKNOWN; every
 UNKNOWN is looked up by tag (one Order/search over the outbox's window) and driven to a final
 state (more lookups after a settle delay, then a resend with the same tag); fills are read from
-Trade/search; then the venue's open orders and position are compared with what the outbox
+Trade/search; orders at the venue under this installation's tags that the outbox does not hold
+(their records were lost to a power cut, see daemon/execution/outbox.py) are recorded as
+RESOLVED; then the venue's open orders and position are compared with what the outbox
 explains. An unexplained position or a foreign open order in our contract refuses trading
 (status and log say why) unless `[execution].adopt_venue_position = true`, in which case the
 difference is adopted as the outbox's base position.
@@ -16,8 +18,8 @@ from typing import Any
 
 from daemon.execution import outbox as ob
 from daemon.execution.errors import GatewayError
-from daemon.execution.outbox import Outbox, State
-from daemon.execution.submitter import Submitter, field_of, order_id, order_tag
+from daemon.execution.outbox import Outbox, State, parse_tag
+from daemon.execution.submitter import LOOKUP_MARGIN, Submitter, field_of, order_id, order_tag
 
 
 @dataclass
@@ -30,6 +32,7 @@ class ReconcileReport:
     outbox_position: int = 0
     adopted: int = 0
     restarted: int = 0  # SENT at start (in flight when the daemon stopped)
+    recovered: int = 0  # orders of ours at the venue whose outbox records were lost
     resolved_by_lookup: int = 0
     driven: int = 0  # in-flight records driven to a final state
     foreign_open_orders: list[int] = field(default_factory=list)
@@ -50,7 +53,36 @@ def venue_net_position(positions: list[Any], contract: str) -> int:
     return net
 
 
-async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, tag_prefix: str,
+async def recover_lost_records(*, submitter: Submitter, outbox: Outbox, instance_id: str,
+                               log: Any) -> int:
+    """Record every order at the venue under this installation's tags that the outbox does not
+    hold (RESOLVED, the venue's outcome), searching from the newest surviving record (a power
+    cut loses only a suffix of commits) or the outbox's start; how many. Raises GatewayError
+    when the venue cannot be read."""
+    since = outbox.newest_created_at() or outbox.started_at()
+    if since is None:
+        return 0  # nothing was ever recorded, so nothing was ever sent
+    now = submitter.clock.now()
+    try:
+        orders = await submitter.client.search_orders(submitter.account_id(),
+                                                      since - LOOKUP_MARGIN, now + LOOKUP_MARGIN)
+    except OSError as err:
+        raise GatewayError(f"reconciliation: Order/search failed: {err}") from err
+    n = 0
+    for order in orders:
+        tag = order_tag(order) or ""
+        parsed = parse_tag(tag, instance_id)
+        if parsed is None or outbox.get(tag) is not None:
+            continue
+        rec = outbox.recover(tag, *parsed, dict(order), now)
+        n += 1
+        log.warning("outbox_record_recovered", tag=tag, order_id=rec.order_id,
+                    outcome=rec.outcome, side=int(rec.side), size=rec.size,
+                    reason="an order of ours at the venue had no outbox record (lost write)")
+    return n
+
+
+async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, instance_id: str,
                     adopt: bool, log: Any) -> ReconcileReport:
     """Bring the outbox and the venue into agreement before the first order (see module doc).
     Raises GatewayError when the venue cannot be read (the caller retries)."""
@@ -74,6 +106,8 @@ async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, tag_
     await submitter.drain()
     if outbox.in_flight():
         raise GatewayError("reconciliation: in-flight orders left (stopping?)")
+    report.recovered = await recover_lost_records(submitter=submitter, outbox=outbox,
+                                                  instance_id=instance_id, log=log)
     await submitter.sync_fills()
     account = submitter.account_id()
     positions = await submitter.client.search_open_positions(account)
@@ -83,7 +117,8 @@ async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, tag_
     report.foreign_open_orders = [
         order_id(o) for o in open_orders
         if str(field_of(o, "contractId", "contract_id")) == contract
-        and (not (order_tag(o) or "").startswith(tag_prefix) or outbox.get(order_tag(o)) is None)]
+        and (parse_tag(order_tag(o) or "", instance_id) is None
+             or outbox.get(order_tag(o)) is None)]
     problems = []
     diff = report.venue_position - report.outbox_position
     if diff:
@@ -114,8 +149,7 @@ async def check_in_flight(*, submitter: Submitter, outbox: Outbox, contract: str
     requeued = submitter.requeue_in_flight()
     await submitter.sync_fills()
     result: dict[str, Any] = {"requeued": requeued}
-    busy = outbox.in_flight() or any(r.accepted and r.filled < r.size
-                                     for r in outbox.records())
+    busy = outbox.in_flight() or outbox.unfilled()
     if not busy:
         try:
             positions = await submitter.client.search_open_positions(submitter.account_id())

@@ -274,8 +274,7 @@ class Submitter:
     async def sync_fills(self, since: datetime | None = None) -> int:
         """Record fills (Trade/search) on accepted records that are not fully filled; returns
         how many records changed. Failures are logged and retried next time."""
-        open_recs = [r for r in self.outbox.records() if r.accepted and r.filled < r.size
-                     and r.order_id is not None]
+        open_recs = [r for r in self.outbox.unfilled() if r.order_id is not None]
         if not open_recs:
             return 0
         start = since or (min(r.created_at for r in open_recs) - LOOKUP_MARGIN)
