@@ -22,6 +22,8 @@ import orjson
 
 from daemon.timeutil import iso, parse_utc
 
+CHECKPOINT_INTERVAL_S = 5.0
+
 # Numbered migrations. Never edit a released one; add a new number.
 # Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
 # (recalibration history), 4 adapters (audit index), 5 run journal.
@@ -146,6 +148,8 @@ class Store:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        self._synchronous_full = True
+        self._checkpoint_conn: sqlite3.Connection | None = None
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 
@@ -158,19 +162,16 @@ class Store:
         the process but may be lost to a power cut until the next durable commit, which fsyncs
         the WAL and so makes it durable too). Only for writes whose loss the caller can
         recover from (see daemon/execution/outbox.py); everything else stays FULL."""
-        if not durable:
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+        if durable != self._synchronous_full:  # every write comes through here and sets it
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._synchronous_full = durable
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-        finally:
-            if not durable:
-                self.conn.execute("PRAGMA synchronous=FULL")
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def schema_version(self) -> int:
         """The highest migration applied."""
@@ -207,9 +208,30 @@ class Store:
     def close(self) -> None:
         """Checkpoint the WAL and close."""
         try:
+            if self._checkpoint_conn is not None:
+                self._checkpoint_conn.close()
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self.conn.close()
+
+    def checkpoint_off_path(self) -> None:
+        """Stop checkpointing the WAL inside commits (SQLite does it every 1000 pages, in the
+        commit that crosses the mark: an fsync of the database file, milliseconds, on whatever
+        write is unlucky, an order's included); `checkpoint_loop` does it instead."""
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL into the database file (PASSIVE: it neither waits for nor blocks the
+        writer); (frames in the WAL, frames copied). Its own connection, so it may run in a
+        worker thread beside the writer."""
+        if str(self.path) == ":memory:":
+            return 0, 0
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self.path, isolation_level=None,
+                                                    timeout=10.0, check_same_thread=False)
+        _, frames, copied = self._checkpoint_conn.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(copied)
 
     # -- meta -----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -370,3 +392,14 @@ class Store:
         """All recalibration records, oldest first."""
         rows = self.conn.execute("SELECT * FROM recalibrations ORDER BY version").fetchall()
         return [dict(r) | {"applied": bool(r["applied"])} for r in rows]
+
+
+async def checkpoint_loop(store: Store, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+    """Keep the WAL short off the hot path: checkpoint in a worker thread every `interval_s`
+    (wall time) until cancelled. Turns off the in-commit checkpoints (`checkpoint_off_path`)."""
+    import anyio
+
+    store.checkpoint_off_path()
+    while True:
+        await anyio.sleep(interval_s)
+        await anyio.to_thread.run_sync(store.checkpoint)

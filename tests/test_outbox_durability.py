@@ -25,7 +25,9 @@ async def test_lost_post_request_writes_are_recovered_by_tag_without_a_second_or
                              bar.ts, Side.BUY, 1, 1, bar.close)
         rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
         assert (await sub.drive(rec.tag)).state == State.ACCEPTED
-        assert _durable_mode(store) == 2  # FULL again after the NORMAL transitions
+        assert _durable_mode(store) == 1  # the transitions were committed NORMAL ...
+        store.set_meta("probe", "1")
+        assert _durable_mode(store) == 2  # ... and the next durable write is FULL again
         # what a power cut may do: every write after the durable PENDING is gone
         with store.transaction() as c:
             c.execute("UPDATE outbox SET state = 'PENDING', order_id = NULL, attempts = 0, "

@@ -87,3 +87,31 @@ def test_hard_kill_mid_write_leaves_store_consistent(tmp_path: Path) -> None:
     # Each committed quarantine row was followed by its cursor write: they differ by at most 1.
     assert cursor[1] in (n, n - 1)
     s.close()
+
+
+def test_checkpoints_leave_commits_and_run_from_a_worker_thread(tmp_path: Path) -> None:
+    import anyio
+
+    from daemon.store import checkpoint_loop
+
+    store = Store(tmp_path / "s.sqlite")
+    store.checkpoint_off_path()
+    for i in range(1500):  # past SQLite's 1000-page mark: no commit checkpoints now
+        with store.transaction(durable=False) as c:
+            c.execute("INSERT INTO journal(kind, ts, payload) VALUES('t', ?, ?)",
+                      (str(i), "x" * 3000))
+    wal, db = Path(f"{tmp_path / 's.sqlite'}-wal"), tmp_path / "s.sqlite"
+    assert wal.stat().st_size > 1000 * 4096 and db.stat().st_size < 1500 * 3000
+
+    async def run_once() -> None:
+        with anyio.move_on_after(1.0):
+            await checkpoint_loop(store, interval_s=0.2)
+
+    anyio.run(run_once)
+    assert db.stat().st_size > 1500 * 3000  # the loop copied the WAL into the file
+    frames, copied = store.checkpoint()
+    assert frames == copied > 1000  # everything in the WAL is in the database file
+    reader = sqlite3.connect(tmp_path / "s.sqlite")
+    assert reader.execute("SELECT COUNT(*) FROM journal WHERE kind = 't'").fetchone()[0] == 1500
+    reader.close()
+    store.close()

@@ -26,6 +26,7 @@ from daemon.execution.reconcile import ReconcileReport, check_in_flight, reconci
 from daemon.execution.submitter import SubmitSettings, Submitter
 from daemon.execution.trader import Trader
 from daemon.logs import get_logger
+from daemon.store import checkpoint_loop
 
 KILL_POLL_S = 0.25
 ACCOUNT_KEY = "execution_account"
@@ -88,6 +89,7 @@ class Execution:
         self.last_check: dict[str, Any] = {}
         self.stopping = False
         self._ready = anyio.Event()
+        self._checkpoint_scope: anyio.CancelScope | None = None
         self._kill_handled = False
         self.on_bar_done: list[Any] = []
         self.foreign_account = False  # the outbox is another account's: touch nothing
@@ -152,7 +154,15 @@ class Execution:
         """SIGTERM: release every waiter now; nothing waits for the network."""
         self.stopping = True
         self.submitter.stop()
+        if self._checkpoint_scope is not None:
+            self._checkpoint_scope.cancel()
         self._ready.set()
+
+    async def _checkpoints(self) -> None:
+        # WAL checkpoints in a worker thread, never inside an order's commit; until stopped.
+        with anyio.CancelScope() as self._checkpoint_scope:
+            if not self.stopping:
+                await checkpoint_loop(self.daemon.store)
 
     async def run(self) -> None:
         """The daemon task: start up, then run the submitter and the checks until stopped."""
@@ -162,6 +172,7 @@ class Execution:
                 await self._start()
                 if not self.stopping and not self.foreign_account:
                     tg.start_soon(self.submitter.run)
+                    tg.start_soon(self._checkpoints)
                     tg.start_soon(self._periodic)
                     tg.start_soon(self._kill_watch)
         finally:

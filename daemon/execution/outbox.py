@@ -312,20 +312,21 @@ _COLUMNS = ("tag", "seq", "intent_id", "epoch", "contract", "bar_ts", "side", "s
             "sent_at", "updated_at")
 
 
-def _to_row(rec: OutboxRecord) -> tuple[Any, ...]:
-    def conv(name: str) -> Any:
-        v = getattr(rec, name)
-        if isinstance(v, datetime):
-            return iso(v)
-        if isinstance(v, Decimal):
-            return str(v)
-        if isinstance(v, bool):
-            return int(v)
-        if isinstance(v, State | Side):
-            return v.value
-        return v
+def _sql(value: Any) -> Any:
+    """A record field as SQLite stores it."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, State | Side):
+        return value.value
+    return value
 
-    return tuple(conv(c) for c in _COLUMNS)
+
+def _to_row(rec: OutboxRecord) -> tuple[Any, ...]:
+    return tuple(_sql(getattr(rec, c)) for c in _COLUMNS)
 
 
 def _from_row(row: Any) -> OutboxRecord:
@@ -459,9 +460,10 @@ class Outbox:
         new = transition(old, event)
         if new == old:
             return new
+        changed = [c for c in _COLUMNS[1:] if getattr(old, c) != getattr(new, c)]
         with self.store.transaction(durable=isinstance(event, Blocked)) as c:
-            sets = ", ".join(f"{col} = ?" for col in _COLUMNS[1:])
-            c.execute(f"UPDATE outbox SET {sets} WHERE tag = ?", (*_to_row(new)[1:], tag))
+            c.execute(f"UPDATE outbox SET {', '.join(f'{col} = ?' for col in changed)} "
+                      "WHERE tag = ?", (*(_sql(getattr(new, col)) for col in changed), tag))
             detail = getattr(event, "reason", "") or str(getattr(event, "order_id", "") or "")
             c.execute("INSERT INTO outbox_log(tag, from_state, to_state, event, detail, at)"
                       " VALUES(?, ?, ?, ?, ?, ?)", (tag, old.state.value, new.state.value,
