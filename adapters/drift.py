@@ -6,7 +6,9 @@ Pure state machines fed one number per bar; no I/O, no clock.
   more than `threshold` above its running minimum (a sustained increase in error).
 - `CalibrationDrift`: fires when the rolling mean of |p_up − outcome| − expected drifts beyond a
   bound (fed by the daemon's calibration monitor, when it has one).
-- `Trigger` combines them with the schedule and enforces `min_spacing_bars` between updates.
+- `Trigger` combines them with the schedule and enforces `min_spacing_bars` between updates;
+  `Trigger.signal(name)` takes a drift signal from outside (the daemon's calibration monitor
+  reports `ece_drift` through it), held until the spacing allows a cycle.
 """
 
 from __future__ import annotations
@@ -64,9 +66,10 @@ class CalibrationDrift:
 class Trigger:
     """Decides, bar by bar, whether an update cycle should start.
 
-    mode: "schedule" (every `every_n_bars`), "drift" (Page–Hinkley on residuals) or "both".
+    mode: "schedule" (every `every_n_bars`), "drift" (Page–Hinkley on residuals, plus drift
+    signals from outside such as the calibration monitor's `ece_drift`) or "both".
     Nothing fires before `window_bars` labelled rows exist or within `min_spacing_bars` of the
-    previous cycle."""
+    previous cycle; a drift detected meanwhile stays pending until then."""
 
     mode: str = "schedule"
     every_n_bars: int = 60
@@ -76,10 +79,20 @@ class Trigger:
     bars: int = 0
     last_fire: int | None = None
     pending_drift: bool = False
+    pending_signal: str | None = None
+
+    def signal(self, name: str) -> bool:
+        """A drift signal from outside (e.g. "ece_drift"): the next `on_bar` that the spacing
+        allows fires with `name` as the reason. Ignored (False) in "schedule" mode."""
+        if self.mode not in ("drift", "both"):
+            return False
+        if self.pending_signal is None:
+            self.pending_signal = name
+        return True
 
     def on_bar(self, residual: float | None = None, scale: float = 1.0) -> str | None:
         """Feed one labelled bar (its forecaster residual, if known); returns the trigger reason
-        ("schedule" / "drift") when a cycle should start now, else None."""
+        ("schedule" / "drift" / a signal's name) when a cycle should start now, else None."""
         self.bars += 1
         if residual is not None and self.mode in ("drift", "both"):
             z2 = (residual / scale) ** 2 if scale > 0 else residual ** 2
@@ -93,9 +106,12 @@ class Trigger:
         reason = None
         if self.pending_drift:
             reason = "drift"
+        elif self.pending_signal is not None:
+            reason = self.pending_signal
         elif self.mode in ("schedule", "both") and since >= self.every_n_bars:
             reason = "schedule"
         if reason is not None:
             self.last_fire = self.bars
             self.pending_drift = False
+            self.pending_signal = None
         return reason

@@ -206,6 +206,17 @@ class UpdateWorker:
         self._wake.set()
         return reason
 
+    def signal_drift(self, name: str, value: float | None = None) -> bool:
+        """A drift signal from the daemon (e.g. the calibration monitor's "ece_drift" with the
+        ECE as `value`): requests a cycle at the next labelled bar the trigger's minimum
+        spacing allows, with `name` as its trigger. Logged as a `drift_signal` event; returns
+        whether it was taken (not in "schedule" mode, nor while disabled or paused)."""
+        taken = (self.paused is None and self.settings.enabled
+                 and self.trigger.signal(name))
+        self.events("drift_signal", {"trigger": name, "value": value, "taken": taken,
+                                     "bar": self.bar_index, "mode": self.trigger.mode})
+        return taken
+
     async def before_bar(self) -> None:
         """Call at the start of each bar: apply finished cycles; in a deterministic replay wait
         for a cycle due at this bar first (so two replays make the same decisions)."""

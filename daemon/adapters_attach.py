@@ -6,7 +6,9 @@ base forecaster and anchor suite, with the pipeline's `score_slice` and `swap_fo
 adds: a bar handler before the others (`before_bar`: the hot swap happens there, between two
 bars; a deterministic replay waits there for a due cycle) and one after them (feeds the worker
 the row whose label has just been realised), the background task, `ctl rollback [VERSION]`,
-the `adapters` status provider, metrics and a reload hook.
+the `adapters` status provider, metrics and a reload hook. The pipeline's calibration monitor
+is a drift trigger too: its `on_ece_drift` hook hands `worker.signal_drift("ece_drift", ece)`
+(a cycle at the next bar the minimum spacing allows; `[adapters].trigger` "drift" or "both").
 
 What it needs from the pipeline (`daemon.pipeline`): `.arts` (ArtifactSet: `forecaster`,
 `anchors`, `slices`, `params["horizon"]`), `swap_forecaster(model, name)`,
@@ -101,6 +103,8 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
         prev.update(idx=idx, close=float(bar.close), date=bar.ts.date().isoformat())
         await worker.before_bar()
 
+    if pipe is not None and hasattr(pipe, "on_ece_drift"):
+        _chain_ece_drift(pipe, worker)
     daemon.ingest.handlers.insert(0, before)
     daemon.tasks.append(worker.run)
     daemon.status_providers["adapters"] = worker.status
@@ -116,6 +120,19 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     daemon.control.register("rollback", rollback)
     daemon.adapters = worker
     return worker
+
+
+def _chain_ece_drift(pipe: Any, worker: UpdateWorker) -> None:
+    """Route the pipeline's `ece_drift` (calibration monitor) to the worker's trigger, keeping
+    any hook already installed."""
+    previous = pipe.on_ece_drift
+
+    def on_ece_drift(ece: float) -> None:
+        if previous is not None:
+            previous(ece)
+        worker.signal_drift("ece_drift", float(ece))
+
+    pipe.on_ece_drift = on_ece_drift
 
 
 def _metrics(daemon: Any, kind: str, payload: dict[str, Any]) -> None:

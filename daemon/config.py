@@ -142,7 +142,7 @@ class AdaptersSection:
     max_abs_target_z: float = setting(12.0, reloadable=True, check=at_least(1.0),
                                       doc="refuse a window whose targets exceed this robust z")
     trigger: str = setting("schedule", check=one_of("schedule", "drift", "both"),
-                           doc="schedule (every_n_bars) | drift (Page-Hinkley) | both")
+                           doc="schedule (every_n_bars) | drift (Page-Hinkley, ece_drift) | both")
     window_bars: int = setting(120, check=at_least(8), doc="rows in the drift batch D_t")
     every_n_bars: int = setting(60, check=at_least(1), doc="schedule period in bars")
     min_spacing_bars: int = setting(20, check=at_least(0), doc="minimum bars between cycles")

@@ -93,6 +93,34 @@ async def test_attach_runs_cycles_journals_and_rolls_back(tmp_path):
     daemon.store.close()
 
 
+async def test_ece_drift_from_the_pipeline_requests_cycles_min_spacing_apart(tmp_path):
+    cfg_path = write_config(tmp_path, basic_config(
+        extra='start = "2010-01-01"\nend = "2010-04-30"\n') + ADAPTERS.replace(
+        "every_n_bars = 20", 'every_n_bars = 20\ntrigger = "drift"\ndrift_threshold = 1e9'
+    ).replace("min_spacing_bars = 5", "min_spacing_bars = 10"))
+    daemon = Daemon(load_config(cfg_path))
+    pipe = FakePipeline()
+    pipe.on_ece_drift = None  # the real Pipeline's hook (called by its calibration monitor)
+    daemon.pipeline = pipe
+    worker = attach_adapters(daemon)
+    assert worker is not None and pipe.on_ece_drift is not None
+    seen = {"bar": 0}
+
+    async def trader(bar):  # stands in for decide() + after_bar(); ECE drifts at bars 30, 32
+        seen["bar"] += 1
+        pipe.last_forecaster_input = pipe.rng.normal(size=D).astype(np.float32)
+        if seen["bar"] in (30, 32):
+            pipe.on_ece_drift(0.2)
+
+    daemon.ingest.handlers.insert(1, trader)
+    await _run_bars(daemon, 60)
+    records = [r for r in worker.audit.records() if r.get("kind") == "candidate"]
+    assert [r["trigger"] for r in records] == ["ece_drift", "ece_drift"]
+    assert records[1]["bar"] - records[0]["bar"] == 10  # the second waited for the spacing
+    assert len(daemon.store.journal_rows("cycle")) == 2
+    daemon.store.close()
+
+
 async def _replay_with_real_pipeline(folder):
     from tests.pipeline_support import make_pipeline
 

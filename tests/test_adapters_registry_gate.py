@@ -123,3 +123,17 @@ def test_pointer_update_is_atomic(tmp_path, trained, monkeypatch):
     assert reg.rollback() == v1
     assert reg.rollback() is None  # then the bare base, never back to the rolled-back v2
     assert reg.rollback(to=v2) == v2
+
+
+def test_external_drift_signal_fires_a_cycle_no_sooner_than_the_min_spacing():
+    quiet = PageHinkley(threshold=1e9)
+    t = Trigger(mode="drift", min_spacing_bars=10, window_bars=5, detector=quiet)
+    assert [t.on_bar(0.0) for _ in range(6)] == [None] * 6  # no signal, no cycle
+    assert t.signal("ece_drift")
+    assert t.on_bar(0.0) == "ece_drift"  # bar 7
+    assert t.signal("ece_drift")  # at once again: held until the spacing allows
+    fired = [i for i in range(8, 30) if t.on_bar(0.0) is not None]
+    assert fired == [17]
+    sched = Trigger(mode="schedule", every_n_bars=1000, window_bars=5)
+    assert not sched.signal("ece_drift")
+    assert all(sched.on_bar() is None for _ in range(50))

@@ -11,7 +11,10 @@ Totals: stress_regression_reduction = 1 − Σ projected / Σ naive; drift_gain_
 Σ projected gain / Σ naive gain. `frontier` sweeps the projection's strength (anchor weight,
 A-GEM margin, OGD directions). Then the system figures: `cycle_s_p50` (a full cycle through
 the training child process at the default window), `swap_pause_us` (the serving reference
-swap), `p99_ratio_training_vs_idle` (serving forward-pass p99 while a cycle trains vs idle).
+swap), `p99_ratio_training_vs_idle`: p99 of the whole per-bar serving path (the real Pipeline:
+decide + check + after_bar, one thread, end-to-end as the pipeline records it) while update
+cycles train in the child process, over the idle p99 before and after, in one run (see
+daemon/bench/update_latency.py; `latency.forecaster_only` keeps the forward pass alone).
 Timings are on a shared 2-core machine: noisy, reported as measured.
 """
 
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ from adapters.lora import build_serving_model
 from adapters.train_job import TrainProcess, pack_job
 from adapters.update import UpdateSettings, run_update
 from daemon.bench.update_data import BenchData, load_artifact_bench_data, load_bench_data
+from daemon.bench.update_latency import (
+    Serving,
+    forecaster_only,
+    pipeline_latency,
+    quick_serving,
+)
 
 
 def _predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -227,65 +235,18 @@ def swap_pause(bd: BenchData, n: int = 20000) -> dict[str, float]:
             "max": float(samples.max()) / 1000}
 
 
-def _serve_p99(predict: Any, x: np.ndarray, n: int) -> float:
-    lat = np.empty(n)
-    for i in range(n):
-        row = x[i % len(x)]
-        t0 = time.perf_counter_ns()
-        predict(row)
-        lat[i] = time.perf_counter_ns() - t0
-    return float(np.percentile(lat, 99)) / 1000
-
-
-def _serving_predict(model: torch.nn.Module) -> tuple[Any, str]:
-    """The pipeline's serving forecaster (numpy fast path) when available, else torch."""
-    try:
-        from daemon.pipeline.fastpath import ServingForecaster
-
-        serving = ServingForecaster(model, "bench")
-        return serving.predict, f"pipeline ServingForecaster.predict ({serving.kind} path)"
-    except ImportError:
-        def predict(row: np.ndarray) -> float:
-            with torch.no_grad():
-                return float(model(torch.from_numpy(row[None, :]))[0])
-
-        return predict, "merged Forecaster torch forward, one row"
-
-
-def latency_ratio(bd: BenchData, settings: UpdateSettings, trainer: TrainProcess,
-                  n: int) -> dict[str, float]:
-    """Serving forward-pass p99 idle vs while a cycle trains in the child process."""
-    model = build_serving_model(bd.base, None, settings.rank, settings.alpha)
-    predict, path = _serving_predict(model)
-    x = bd.windows[0].inputs
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _serve_p99(predict, x, 500)
-        idle = _serve_p99(predict, x, n)
-        busy = threading.Event()
-        job = pack_job(bd.base, None, bd.windows[1], bd.anchors,
-                       {**settings.to_dict(), "max_steps": settings.max_steps}, True)
-
-        def train() -> None:
-            busy.set()
-            trainer.run(job, 300)
-
-        t = threading.Thread(target=train)
-        t.start()
-        busy.wait()
-        time.sleep(0.3)  # let the child get going
-        training = _serve_p99(predict, x, n)
-        still = t.is_alive()
-        t.join()
-        idle_after = _serve_p99(predict, x, n)
-    finally:
-        torch.set_num_threads(prev)
-    ref = (idle + idle_after) / 2
-    return {"idle_p99_us": ref, "idle_before_p99_us": idle, "idle_after_p99_us": idle_after,
-            "training_p99_us": training, "ratio": training / ref if ref else float("nan"),
-            "training_was_running_throughout": still, "samples": n,
-            "path": f"{path}, 1 intra-op thread"}
+def latency_ratio(bd: BenchData, settings: UpdateSettings, trainer: TrainProcess, n: int,
+                  serving: Serving | None = None, source: str = "sample:sp500",
+                  index_size: int = 100_000) -> dict[str, Any]:
+    """Inference latency of the whole per-bar serving path (Pipeline decide + check +
+    after_bar, one thread) idle vs while update cycles train in the child process; `ratio` is
+    training p99 / idle p99 (daemon/bench/update_latency.py). The pipeline serves the artifact
+    set the bench loaded (`bd.serving`), else `serving`, else a quick artifact set built from
+    `source` up to `bd.train_end`. `forecaster_only` is the forward pass alone, for reference."""
+    serving = serving or bd.serving or quick_serving(source, bd.train_end, index_size)
+    out = pipeline_latency(bd, settings, trainer, n, serving)
+    out["forecaster_only"] = forecaster_only(bd, settings, trainer, n)
+    return out
 
 
 def run_bench_update(args: argparse.Namespace) -> int:
@@ -309,7 +270,8 @@ def run_bench_update(args: argparse.Namespace) -> int:
     front = frontier(bd, settings, n_windows, args.quick)
     times, trainer = cycle_times(bd, settings, 3 if args.quick else 5)
     try:
-        lat = latency_ratio(bd, settings, trainer, 3000 if args.quick else 10000)
+        lat = latency_ratio(bd, settings, trainer, 3000 if args.quick else 10000,
+                            source=args.data)
     finally:
         trainer.close()
     swap = swap_pause(bd)
@@ -356,6 +318,11 @@ def run_bench_update(args: argparse.Namespace) -> int:
               f"{'  (default)' if p['is_default'] else ''}")
     print(f"cycle_s_p50 {out['cycle_s_p50']:.2f} s (<= 30)   swap_pause_us p99 "
           f"{swap['p99']:.3f} (< 100)   p99_ratio_training_vs_idle {lat['ratio']:.2f} (<= 1.3)")
+    fo = lat["forecaster_only"]
+    print(f"  serving path p50/p99 µs: idle {lat['idle_p50_us']:.1f}/{lat['idle_p99_us']:.1f}, "
+          f"training {lat['training_p50_us']:.1f}/{lat['training_p99_us']:.1f} "
+          f"(training throughout: {lat['training_was_running_throughout']}); forecaster alone "
+          f"p99 ratio {fo['ratio']:.2f}")
     return 0
 
 

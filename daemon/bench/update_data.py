@@ -38,6 +38,7 @@ class BenchData:
     description: str
     score_slice: Any = None  # the pipeline's replay (artifact-set data only)
     stress_slices: dict[str, tuple[str, str]] | None = None
+    serving: Any = None  # update_latency.Serving over the artifact set (artifact-set data only)
 
 
 
@@ -155,6 +156,7 @@ def load_artifact_bench_data(folder: str, *, window_bars: int = 120, windows: in
     the pipeline's replay through the real decision rule and risk gate."""
     from pathlib import Path
 
+    from daemon.bench.update_latency import Serving
     from daemon.config import RuntimeConfig, load_config
     from daemon.pipeline.attach import limits_from_config, params_from_config
     from daemon.pipeline.pipeline import Pipeline
@@ -163,7 +165,8 @@ def load_artifact_bench_data(folder: str, *, window_bars: int = 120, windows: in
 
     arts = load_artifact_set(Path(folder))
     cfg = load_config(config) if Path(config).exists() else RuntimeConfig()
-    pipe = Pipeline(arts, params_from_config(cfg, arts), limits_from_config(cfg))
+    params, limits = params_from_config(cfg, arts), limits_from_config(cfg)
+    pipe = Pipeline(arts, params, limits)
     train_end = str(arts.params.get("train_end"))
     bars = pipe.slice_bars()
     start = str(np.datetime64(train_end) + 1)
@@ -180,5 +183,8 @@ def load_artifact_bench_data(folder: str, *, window_bars: int = 120, windows: in
             f"neighbour stats, via the pipeline), {len(arts.anchors)} anchor rows, windows of "
             f"{window_bars} bars after train_end")
     stress = {k: v for k, v in arts.slices.items() if k.startswith("stress")}
+    # The latency figure serves the set itself (a fresh pipeline) on the drift-period bars.
+    serving = Serving(lambda: Pipeline(arts, params, limits), list(inputs.bars),
+                      f"artifact set {folder}, {len(inputs.bars)} bars after train_end, cycled")
     return BenchData(arts.forecaster, arts.anchors, wins, x, y, d, closes, train_end, desc,
-                     score_slice=pipe.score_slice, stress_slices=stress)
+                     score_slice=pipe.score_slice, stress_slices=stress, serving=serving)
