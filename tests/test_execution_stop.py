@@ -10,6 +10,8 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import anyio
+
 from daemon.execution.outbox import Outbox, State, make_tag
 from daemon.intent import OrderIntent, Side, make_intent_id
 from daemon.store import Store
@@ -112,3 +114,22 @@ async def test_kill_switch_blocks_before_place_and_cancels_our_open_orders(tmp_p
         status = {o["customTag"]: o["status"] for o in venue.orders()}
         assert status == {rec.tag: 3, "manual-1": 1}  # ours cancelled, the manual one kept
         assert foreign
+
+
+async def test_a_kill_during_the_rate_limit_wait_blocks_the_waiting_order(tmp_path):
+    async with paper_submitter(tmp_path) as px:
+        bar, client, risk, sub, venue = px.bar, px.client, px.risk, px.sub, px.venue
+        client.limiter.set_order_qps(1.0)  # one order a second: the second one waits ~1 s
+        first = _intent(bar, Side.BUY, 1, None)
+        second = _intent(dataclasses.replace(bar, ts=bar.ts + timedelta(days=1)), Side.SELL,
+                         1, None)
+        rec1 = sub.enqueue(first, make_tag("inst", 1, first.intent_id), 1)
+        assert (await sub.drive(rec1.tag)).state == State.ACCEPTED
+        rec2 = sub.enqueue(second, make_tag("inst", 1, second.intent_id), 1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sub.drive, rec2.tag)
+            await anyio.sleep(0.3)  # the second order is waiting for its slot
+            assert sub.outbox.get(rec2.tag).state == State.PENDING
+            risk.kill_switch = True
+        assert sub.outbox.get(rec2.tag).state == State.BLOCKED
+        assert rec2.tag not in venue.tag_counts()  # the kill came after the check, not before

@@ -102,6 +102,9 @@ class ScriptedVenue:
         self.orders.append(order)
         return order
 
+    async def wait_for_order_slot(self) -> None:
+        pass
+
     async def place_order(self, *, account_id, contract_id, type, side, size, limit_price,
                           custom_tag) -> int:
         what = next(self.place, "ok")

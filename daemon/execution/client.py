@@ -68,13 +68,14 @@ from daemon.logs import get_logger, register_secret
 T = TypeVar("T")
 DEFAULT_TOKEN_LIFETIME_S = 86_400.0  # when a token's exp cannot be read
 TAG_IN_USE_WORDS = ("custom tag", "in use")
+PLACE_PATH = "/api/Order/place"
 
 
 def rate_class(path: str) -> str:
     """The client-side rate class of an endpoint path."""
     if path.startswith("/api/History/"):
         return "history"
-    if path == "/api/Order/place":
+    if path == PLACE_PATH:
         return "orders"
     return "general"
 
@@ -131,6 +132,7 @@ class ProjectXClient:
         self.last_place_wait_ns = 0
         self._wire_ns = 0
         self._wait_ns = 0
+        self._order_slot_ns: int | None = None  # a slot taken by wait_for_order_slot
         self.counters = {"logins": 0, "validates": 0, "relogins_401": 0, "retries": 0}
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -150,7 +152,10 @@ class ProjectXClient:
     async def _send(self, path: str, body: dict[str, Any] | None,
                     token: str | None) -> httpx.Response:
         """Wait for the rate class, then one HTTP POST; raw httpx exceptions pass through."""
-        waited_s = await self.limiter.acquire(rate_class(path))
+        if path == PLACE_PATH and self._order_slot_ns is not None:
+            waited_s, self._order_slot_ns = self._order_slot_ns / 1e9, None
+        else:
+            waited_s = await self.limiter.acquire(rate_class(path))
         headers = {"Authorization": f"Bearer {token}"} if token else None
         content = dumps(body) if body is not None else b""
         t2 = time.perf_counter_ns()
@@ -428,6 +433,13 @@ class ProjectXClient:
         """The contract's tick size (resolved once, then cached)."""
         return (await self.resolve_contract(contract_id)).tick_size
 
+    async def wait_for_order_slot(self) -> None:
+        """Wait for and take the next Order/place slot of the rate limits now, so that the
+        caller's last checks (the kill switch) come after the wait, right before the request;
+        the next `place_order` uses this slot instead of waiting again."""
+        if self._order_slot_ns is None:
+            self._order_slot_ns = int(await self.limiter.acquire(rate_class(PLACE_PATH)) * 1e9)
+
     async def place_order(self, *, account_id: int, contract_id: str, type: int, side: int,
                           size: int, limit_price: Any = None, stop_price: Any = None,
                           custom_tag: str | None) -> int:
@@ -467,7 +479,7 @@ class ProjectXClient:
             self.last_place_overhead_ns = total - self._wire_ns - self._wait_ns
 
     async def _place_exchange(self, body: dict[str, Any], tag: str | None) -> httpx.Response:
-        path = "/api/Order/place"
+        path = PLACE_PATH
         try:
             token = self._token
             resp = await self._send(path, body, token)

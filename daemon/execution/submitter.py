@@ -1,9 +1,9 @@
 """The submitter: drives outbox records to a final state, exactly once per intent.
 
 Order/place is never resent blindly. Per record (see daemon/execution/outbox.py):
-- PENDING: check the kill switch immediately before the request (on → BLOCKED), persist SENT,
-  then place: an order id → ACCEPTED; a rejection → REJECTED; a timeout, 5xx, dropped
-  connection, 429 or "custom tag already in use" → UNKNOWN.
+- PENDING: wait for the rate limits' slot, then check the kill switch immediately before the
+  request (on → BLOCKED), persist SENT, then place: an order id → ACCEPTED; a rejection →
+  REJECTED; a timeout, 5xx, dropped connection, 429 or "custom tag already in use" → UNKNOWN.
 - UNKNOWN: after a settle delay, look the tag up (Order/search over the order's time window);
   found → RESOLVED. A lookup that fails is not counted; after `unknown_checks` successful
   lookups without the tag the order is resent with the same tag (the venue refuses a second
@@ -194,8 +194,11 @@ class Submitter:
             hook(rec)
 
     async def _send(self, rec: OutboxRecord) -> OutboxRecord:
+        # The rate limits' wait (up to 1/qps) comes first, so that the kill switch is checked
+        # after it, immediately before the Order/place, and no order leaves after a kill.
+        await self.client.wait_for_order_slot()
         now = self.clock.now()
-        if self.risk.kill_switch:  # checked immediately before every Order/place
+        if self.risk.kill_switch:
             self.log.warning("order_blocked", tag=rec.tag, intent_id=rec.intent_id,
                              reason="kill_switch")
             return self.outbox.apply(rec.tag, ob.Blocked("kill_switch", now))
