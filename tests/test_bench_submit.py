@@ -23,6 +23,7 @@ def test_bench_submit_json_report(path, extra):
     assert report["target_qps"] == 4.0
     assert report["orders"] == report["orders_at_venue"] >= 3
     assert report["overhead_p99_us"] > 0 and report["achieved_qps"] > 0
+    assert 0 < report["client_overhead_p50_us"] <= report["client_overhead_p99_us"]
     assert report["path"].startswith(path)
     if path == "submitter":
         assert ("PENDING fsynced" in report["store"]) == bool(extra)

@@ -133,6 +133,7 @@ class ProjectXClient:
         self._wire_ns = 0
         self._wait_ns = 0
         self._order_slot_ns: int | None = None  # a slot taken by wait_for_order_slot
+        self._slot_wait_ns = 0  # its wait, once an Order/place used it
         self.counters = {"logins": 0, "validates": 0, "relogins_401": 0, "retries": 0}
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -153,7 +154,8 @@ class ProjectXClient:
                     token: str | None) -> httpx.Response:
         """Wait for the rate class, then one HTTP POST; raw httpx exceptions pass through."""
         if path == PLACE_PATH and self._order_slot_ns is not None:
-            waited_s, self._order_slot_ns = self._order_slot_ns / 1e9, None
+            # the wait happened before place_order (wait_for_order_slot), not inside it
+            self._slot_wait_ns, self._order_slot_ns, waited_s = self._order_slot_ns, None, 0.0
         else:
             waited_s = await self.limiter.acquire(rate_class(path))
         headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -453,7 +455,7 @@ class ProjectXClient:
         Prices are aligned to the tick away from the market (a buy limit down, a sell limit
         up; stops the other way), so an order never gets a worse price than asked."""
         t_start = time.perf_counter_ns()
-        self._wire_ns = self._wait_ns = 0
+        self._wire_ns = self._wait_ns = self._slot_wait_ns = 0
         order_type, order_side = OrderType(type), OrderSide(side)
         if int(size) != size or size <= 0:
             raise ValueError(f"order size must be a positive integer, got {size!r}")
@@ -475,7 +477,7 @@ class ProjectXClient:
         finally:
             total = time.perf_counter_ns() - t_start
             self.last_place_wire_ns = self._wire_ns
-            self.last_place_wait_ns = self._wait_ns
+            self.last_place_wait_ns = self._wait_ns + self._slot_wait_ns  # both limiter waits
             self.last_place_overhead_ns = total - self._wire_ns - self._wait_ns
 
     async def _place_exchange(self, body: dict[str, Any], tag: str | None) -> httpx.Response:
