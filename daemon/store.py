@@ -3,9 +3,10 @@
 Schema changes are numbered migrations applied in order inside a transaction, so a crash at any
 point leaves either the old or the new schema. Every write is its own transaction with
 `synchronous=FULL`: once a method returns, the row survives a crash or power loss. The one
-exception is the outbox's post-request transitions (`transaction(durable=False)`, see
-daemon/execution/outbox.py), which survive a process crash and are recovered by lookup after a
-power cut.
+exception is the outbox's records and transitions (`transaction(durable=False)`, see
+daemon/execution/outbox.py), which survive a process crash and are recovered from the venue
+after a power cut. WAL checkpoints run inside commits unless `checkpoint_loop` runs them in a
+worker thread (the daemon does, with execution on).
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ before the call that made it returns, so a crash of the process (SIGKILL, the ch
 nothing. A power cut or kernel crash can lose a suffix of the commits made with
 `synchronous=NORMAL` (WAL frames are checksummed in a chain, so what survives is always a
 prefix), back to the last fsynced one. By default no outbox write is fsynced before the
-request (`[execution].fsync_before_send = false`: an fsync per order would cost more than the
-rest of the submitter, see `anchord bench submit`), and what such a loss can do is covered:
+request (`[execution].fsync_before_send = false`: the fsync is the largest single cost of an
+order on our side, see `anchord bench submit`), and what such a loss can do is covered:
 - a lost PENDING (with everything after it) whose order reached the venue: start-up
   reconciliation searches the venue's orders since the newest surviving record for tags of this
   installation that the outbox does not hold, and records each as RESOLVED with the venue's
@@ -57,6 +57,7 @@ from enum import StrEnum
 from typing import Any
 
 from daemon.errors import AnchordError
+from daemon.execution.models import OrderStatus
 from daemon.intent import OrderIntent, Side
 from daemon.store import Store
 from daemon.timeutil import iso, parse_utc
@@ -294,7 +295,7 @@ def recovered_record(tag: str, epoch: int, intent_id: str, seq: int, order: dict
     created = order.get("creationTimestamp")
     created = parse_utc(created) if isinstance(created, str) else (created or at)
     limit = order.get("limitPrice")
-    rejected = int(order.get("status") or 0) == 5
+    rejected = int(order.get("status") or 0) == OrderStatus.REJECTED
     return OutboxRecord(
         tag=tag, seq=seq, intent_id=intent_id, epoch=epoch, contract=str(order["contractId"]),
         bar_ts=created, side=Side(int(order["side"])), size=int(order["size"]),
