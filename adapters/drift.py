@@ -4,16 +4,13 @@ Pure state machines fed one number per bar; no I/O, no clock.
 - `PageHinkley` on squared forecaster residuals (normalised by the output scale): fires when the
   cumulative excess of the residual over its running mean, minus an allowance `delta`, rises
   more than `threshold` above its running minimum (a sustained increase in error).
-- `CalibrationDrift`: fires when the rolling mean of |p_up − outcome| − expected drifts beyond a
-  bound (fed by the daemon's calibration monitor, when it has one).
-- `Trigger` combines them with the schedule and enforces `min_spacing_bars` between updates;
-  `Trigger.signal(name)` takes a drift signal from outside (the daemon's calibration monitor
-  reports `ece_drift` through it), held until the spacing allows a cycle.
+- `Trigger` combines it with the schedule and enforces `min_spacing_bars` between updates;
+  `Trigger.signal(name)` takes a drift signal from outside (the daemon's calibration monitor,
+  which owns the ECE, reports `ece_drift` through it), held until the spacing allows a cycle.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -42,24 +39,6 @@ class PageHinkley:
 
     def reset(self) -> None:
         self.n, self.mean, self.cum, self.cum_min = 0, 0.0, 0.0, 0.0
-
-
-@dataclass
-class CalibrationDrift:
-    """Rolling mean absolute calibration error beyond `bound` over `window` observations."""
-
-    window: int = 50
-    bound: float = 0.1
-    errors: deque = field(default_factory=deque)
-
-    def update(self, p_up: float, outcome: float) -> bool:
-        """Feed one probability and its 0/1 outcome; True when calibration has drifted."""
-        self.errors.append(abs(p_up - outcome) - 0.5)
-        if len(self.errors) > self.window:
-            self.errors.popleft()
-        if len(self.errors) < self.window:
-            return False
-        return abs(sum(self.errors) / len(self.errors)) > self.bound
 
 
 @dataclass

@@ -42,20 +42,44 @@ def rss_mb() -> float:
 
 
 def _bars(source: str, n_needed: int) -> list[Any]:
-    from daemon.bars.model import Bar
+    import itertools
+
+    from daemon.bench.update_latency import repeat_bars
     from daemon.pipeline.pipeline import load_bars
 
     bars = load_bars(source, "CON.F.US.EP.Z26")
     if len(bars) < 300:
         raise BenchError(f"{source}: only {len(bars)} valid bars (need >= 300)")
-    out = list(bars)
-    shift = bars[-1].ts - bars[0].ts + timedelta(days=1)
-    rep = 1
-    while len(out) < n_needed:  # replay the series again, later in time
-        out += [Bar(b.contract, b.ts + rep * shift, b.open, b.high, b.low, b.close, b.volume)
-                for b in bars]
-        rep += 1
-    return out
+    # the series again, later in time, until there are enough
+    return list(itertools.islice(repeat_bars(bars), max(n_needed, len(bars))))
+
+
+def bench_setup(window: int) -> tuple[Any, Any]:
+    """(PipelineParams, RiskLimits) of the benchmarks' pipeline: k = 20, live Tyler update
+    every bar, no recall sampling, limits loose enough that the rule trades."""
+    from daemon.pipeline.pipeline import PipelineParams
+    from daemon.risk import RiskLimits
+
+    limits = RiskLimits(max_order_size=2, max_position=4, max_daily_loss=0.0,
+                        max_price_deviation=0.25, max_orders_per_minute=0)
+    params = PipelineParams(k=20, window=window, recall_fraction=0.0, replay=False,
+                            tyler_every=1)
+    return params, limits
+
+
+def step_bar(pipe: Any, bar: Any, position: int) -> int:
+    """One bar as the Trader runs it: decide, check the intent when the decision moves the
+    position, then the off-path work; returns the position afterwards."""
+    from daemon.intent import intent_for_target
+
+    d = pipe.decide(bar)
+    if d is not None:
+        intent = intent_for_target(bar.contract, bar.ts, position, d.target_position,
+                                   bar.close)
+        if intent is not None and pipe.check(intent, bar).accepted:
+            position = d.target_position
+    pipe.after_bar()
+    return position
 
 
 def timer_overhead_ns(n: int = 100_000) -> float:
@@ -196,10 +220,8 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
     threads = apply_thread_limits(1, 1, 1)
     from daemon.bench.quickset import quick_artifact_set
     from daemon.features import FEATURE_NAMES
-    from daemon.intent import intent_for_target
     from daemon.pipeline.latency import LatencyRecorder
-    from daemon.pipeline.pipeline import Pipeline, PipelineParams
-    from daemon.risk import RiskLimits
+    from daemon.pipeline.pipeline import Pipeline
 
     say = progress or (lambda *_: None)
     d = len(FEATURE_NAMES)
@@ -215,10 +237,7 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
                               scorer_iterations=scorer_iterations)
     build_s = time.perf_counter() - t0
     say(f"artifact set ready in {build_s:.1f} s")
-    limits = RiskLimits(max_order_size=2, max_position=4, max_daily_loss=0.0,
-                        max_price_deviation=0.25, max_orders_per_minute=0)
-    params = PipelineParams(k=20, window=window, recall_fraction=0.0, replay=False,
-                            tyler_every=1)
+    params, limits = bench_setup(window)
     rec = LatencyRecorder()
     pipe = Pipeline(arts, params, limits, recorder=rec)
     # The timed run: decide + check per bar, off-path work after each bar; the naive path is
@@ -233,13 +252,7 @@ def run_bench(*, index_size: int, dim: int, n_bars: int, data: str, naive_bars: 
             rec.reset()
             naive.rec.reset()
             rss.append((i, rss_mb()))
-        d_ = pipe.decide(bar)
-        if d_ is not None:
-            intent = intent_for_target(bar.contract, bar.ts, position, d_.target_position,
-                                       bar.close)
-            if intent is not None and pipe.check(intent, bar).accepted:
-                position = d_.target_position
-        pipe.after_bar()
+        position = step_bar(pipe, bar, position)
         if i < warm + naive_bars:
             naive.step(bar)
         if i > warm and i % 5000 == 0:

@@ -67,9 +67,9 @@ def quick_serving(source: str, train_end: str, index_size: int = 100_000,
     """A quick artifact set (daemon.bench.quickset) built from the bars of `source` up to
     `train_end` (index topped up to `index_size`), serving the bars after it; the pipeline is
     set up as `anchord bench pipeline` sets it up."""
+    from daemon.bench.pipeline import bench_setup
     from daemon.bench.quickset import quick_artifact_set
-    from daemon.pipeline.pipeline import Pipeline, PipelineParams, load_bars
-    from daemon.risk import RiskLimits
+    from daemon.pipeline.pipeline import Pipeline, load_bars
 
     bars = load_bars(source, "CON.F.US.EP.Z26")
     base = [b for b in bars if b.ts.date().isoformat() <= train_end][-5031:]
@@ -77,9 +77,7 @@ def quick_serving(source: str, train_end: str, index_size: int = 100_000,
     cache = cache or Path.home() / ".cache" / "anchord" / "bench"
     arts = quick_artifact_set(base, window=8, k=20, kind="hnsw", index_size=index_size,
                               cache_dir=cache)
-    limits = RiskLimits(max_order_size=2, max_position=4, max_daily_loss=0.0,
-                        max_price_deviation=0.25, max_orders_per_minute=0)
-    params = PipelineParams(k=20, window=8, recall_fraction=0.0, replay=False, tyler_every=1)
+    params, limits = bench_setup(8)
     desc = (f"quick artifact set from {source} up to {train_end} (index {len(arts.index)}, "
             f"hnsw), {len(serve)} bars after it, cycled")
     return Serving(lambda: Pipeline(arts, params, limits), serve, desc)
@@ -93,17 +91,11 @@ class _Driver:
 
     def step(self) -> int:
         """One bar: decide, check (when the position changes), after_bar; returns its ns."""
-        from daemon.intent import intent_for_target
+        from daemon.bench.pipeline import step_bar
 
-        pipe, bar = self.pipe, next(self.bars)
+        bar = next(self.bars)
         t0 = time.perf_counter_ns()
-        d = pipe.decide(bar)
-        if d is not None:
-            intent = intent_for_target(bar.contract, bar.ts, self.position,
-                                       d.target_position, bar.close)
-            if intent is not None and pipe.check(intent, bar).accepted:
-                self.position = d.target_position
-        pipe.after_bar()
+        self.position = step_bar(self.pipe, bar, self.position)
         return time.perf_counter_ns() - t0
 
     def phase(self, n: int) -> dict[str, Any]:
@@ -233,11 +225,16 @@ def _ratio(idle: dict[str, Any], training: dict[str, Any], idle_after: dict[str,
     return training[key] / ref if ref else float("nan")
 
 
+def training_job(bd: Any, settings: UpdateSettings) -> dict[str, Any]:
+    """The update the busy phases train, cycle after cycle: the second drift window."""
+    return pack_job(bd.base, None, bd.windows[min(1, len(bd.windows) - 1)], bd.anchors,
+                    settings.to_dict(), True)
+
+
 def pipeline_latency(bd: Any, settings: UpdateSettings, trainer: TrainProcess, n: int,
                      serving: Serving, warmup: int = 300) -> dict[str, Any]:
     """Whole per-bar serving path (see the module docstring): idle / training / idle."""
-    job = pack_job(bd.base, None, bd.windows[min(1, len(bd.windows) - 1)], bd.anchors,
-                   settings.to_dict(), True)
+    job = training_job(bd, settings)
     with single_threaded() as threads:
         pipe = serving.make_pipeline()
         drive = _Driver(pipe, serving.bars)
@@ -285,8 +282,7 @@ def forecaster_only(bd: Any, settings: UpdateSettings, trainer: TrainProcess,
         return {"p50_us": float(np.percentile(lat, 50)) / 1000,
                 "p99_us": float(np.percentile(lat, 99)) / 1000}
 
-    job = pack_job(bd.base, None, bd.windows[min(1, len(bd.windows) - 1)], bd.anchors,
-                   settings.to_dict(), True)
+    job = training_job(bd, settings)
     with single_threaded():
         phase()
         idle = phase()
