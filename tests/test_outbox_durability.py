@@ -2,10 +2,13 @@
 power cut takes of the writes that were not fsynced, the order that landed is found again by its
 tag, and there is one order at the venue, never two. If the transitions after PENDING are lost,
 the resend under the same tag is refused by the venue ("tag in use") and the lookup resolves it;
-if the PENDING record itself is lost, start-up reconciliation recovers it from the venue."""
+if the PENDING record itself is lost, start-up reconciliation recovers it from the venue. SENT
+is written with the answer: a record left PENDING by a request whose answer was never written is
+looked up at start and resolved, never blocked or sent again."""
 
 from __future__ import annotations
 
+from daemon.execution import outbox as ob
 from daemon.execution.outbox import Outbox, State, make_tag
 from daemon.execution.reconcile import reconcile
 from daemon.intent import OrderIntent, Side, make_intent_id
@@ -74,3 +77,45 @@ async def test_a_lost_pending_record_is_recovered_from_the_venue_and_never_sent_
         assert (await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
                                 instance_id="other", adopt=False,
                                 log=get_logger("test"))).recovered == 0
+
+
+async def test_a_request_in_flight_leaves_pending_on_disk_and_sent_is_written_with_the_answer(
+        tmp_path):
+    async with paper_submitter(tmp_path) as px:
+        bar, sub, store = px.bar, px.sub, px.store
+        intent = OrderIntent(make_intent_id(CONTRACT, bar.ts, Side.BUY, 1, 1), CONTRACT,
+                             bar.ts, Side.BUY, 1, 1, bar.close)
+        rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+        sent = sub.outbox.mark_sent(rec.tag, bar.ts)
+        assert sent.state == State.SENT and sub.outbox.get(rec.tag) == sent
+        assert Outbox(store).get(rec.tag).state == State.PENDING  # the file, mid-request
+        done = sub.outbox.apply(rec.tag, ob.Accepted(41, bar.ts))
+        assert Outbox(store).get(rec.tag) == done
+        assert [(e["from_state"], e["to_state"], e["event"]) for e in sub.outbox.log(rec.tag)] \
+            == [("", "PENDING", "Added"), ("PENDING", "SENT", "Sent"),
+                ("SENT", "ACCEPTED", "Accepted")]
+
+
+async def test_a_pending_record_whose_order_landed_is_resolved_at_start_not_blocked(tmp_path):
+    async with paper_submitter(tmp_path) as px:
+        bar, sub, store = px.bar, px.sub, px.store
+        intent = OrderIntent(make_intent_id(CONTRACT, bar.ts, Side.BUY, 1, 1), CONTRACT,
+                             bar.ts, Side.BUY, 1, 1, bar.close)
+        rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+        accepted = await sub.drive(rec.tag)
+        # the process died after the request and before the answer's commit: PENDING on disk
+        with store.transaction() as c:
+            c.execute("UPDATE outbox SET state = 'PENDING', order_id = NULL, attempts = 0, "
+                      "sent_at = NULL WHERE tag = ?", (rec.tag,))
+            c.execute("DELETE FROM outbox_log WHERE tag = ? AND event != 'Added'", (rec.tag,))
+        sub.outbox = Outbox(store)
+        sub.risk.kill_switch = True  # killed meanwhile: the record must not become BLOCKED
+        report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
+                                 instance_id="inst", adopt=False, log=get_logger("test"))
+        assert report.ok, report.reason
+        assert (report.restarted, report.resolved_by_lookup) == (1, 1)
+        got = sub.outbox.get(rec.tag)
+        assert (got.state, got.outcome, got.order_id, got.attempts) == (
+            State.RESOLVED, "accepted", accepted.order_id, 1)
+        assert px.venue.tag_counts()[rec.tag] == 1
+        assert sub.outbox.filled_position(CONTRACT) == px.venue.net_position() == 1

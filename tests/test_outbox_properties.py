@@ -49,7 +49,8 @@ LEGAL = {
     ("", "PENDING"), ("PENDING", "SENT"), ("PENDING", "BLOCKED"), ("SENT", "ACCEPTED"),
     ("SENT", "REJECTED"), ("SENT", "UNKNOWN"), ("UNKNOWN", "UNKNOWN"), ("UNKNOWN", "RESOLVED"),
     ("UNKNOWN", "SENT"), ("UNKNOWN", "BLOCKED"), ("ACCEPTED", "ACCEPTED"),
-    ("RESOLVED", "RESOLVED"), ("", "RESOLVED"),  # the last: recovered from the venue
+    ("RESOLVED", "RESOLVED"), ("", "RESOLVED"),  # recovered from the venue
+    ("PENDING", "RESOLVED"),  # found at start: sent by a process that died before its answer
 }
 PLACE = ["ok", "ok", "ok", "reject", "timeout", "5xx", "reset", "429", "timeout_after",
          "5xx_after", "dup_after", "crash_before", "crash_after", "power_cut_after"]
@@ -273,7 +274,7 @@ EVENTS = [ob.Sent(T0), ob.Accepted(7, T0), ob.Rejected("x", T0), ob.Unknown("x",
 def test_transition_allows_only_the_drawn_edges(events):
     intent = intent_for_target(CONTRACT, T0, 0, 1, 100.0)
     rec = ob.new_record(intent, "t", 1, 1, T0)
-    sends = 0
+    sends = 0  # requests known to have gone out: sent, or found at the venue from PENDING
     for event in events:
         try:
             new = transition(rec, event)
@@ -284,6 +285,8 @@ def test_transition_allows_only_the_drawn_edges(events):
             sends += 1
             # a resend only after the lookups said the order is absent
             assert rec.state == State.PENDING or rec.resend_due
+        if isinstance(event, ob.Found) and rec.state == State.PENDING:
+            sends += 1
         if rec.state in FINAL:
             assert new.state == rec.state
         rec = new

@@ -10,11 +10,18 @@ reached the venue. The state machine is the pure function `transition` over plai
     UNKNOWN ──lookup finds the tag──► RESOLVED (outcome accepted | rejected)
     UNKNOWN ──lookup absent, N times──► (resend due) ──send──► SENT   (same tag)
                                                     └─kill switch─► BLOCKED
+    PENDING ──start-up lookup finds the tag──► RESOLVED   (sent by a process that died)
 
 ACCEPTED, REJECTED, RESOLVED and BLOCKED are final; fills (from Trade/search) are recorded on
 ACCEPTED and RESOLVED-accepted records without changing their state. An Order/place is only
 ever sent from PENDING, or from UNKNOWN after `unknown_checks` successful lookups that did not
 find the tag: never blindly.
+
+SENT is written together with the request's outcome, in one commit (`mark_sent`), not in a
+commit of its own before the request: the record on disk before the request (PENDING, or
+UNKNOWN with a resend due) already says that a request may go out, and after a crash start-up
+reconciliation looks every such record up at the venue before it sends anything
+(daemon/execution/reconcile.py). The transition log still has every step, SENT included.
 
 The customTag is `ax-<instance id>-<run epoch>-<intent id>`: a restart regenerates the same
 tag for the same intent (the instance id is kept in the store, the epoch changes only when a
@@ -35,9 +42,11 @@ order on our side, see `anchord bench submit`), and what such a loss can do is c
   outcome (`recovered_record`). The intent, if generated again for the same bar, finds that
   record and is not sent again. A lost PENDING whose order never went out is an intent that
   was never acted on, as if the daemon had stopped before deciding it.
-- a lost SENT/ACCEPTED/REJECTED/UNKNOWN leaves the record PENDING (or SENT/UNKNOWN): the
-  submitter sends again under the same tag; if the first request landed, the venue answers "tag
-  in use", the record goes UNKNOWN and the lookup by tag resolves it. Never a second order.
+- a lost ACCEPTED/REJECTED/UNKNOWN (SENT is written with them) leaves the record PENDING (or
+  UNKNOWN): start-up reconciliation looks it up by tag before sending anything and resolves it
+  from the venue's answer; should a request still land after that lookup, the resend under the
+  same tag gets "tag in use", the record goes UNKNOWN and the next lookup resolves it. Never a
+  second order.
 - a lost RESOLVED/lookup/fill is repeated by the next lookup or Trade/search (idempotent).
 With `fsync_before_send = true` the PENDING write is fsynced (one fsync per order), for a desk
 that prefers not to lean on the venue's order history after a power cut. BLOCKED (the kill
@@ -50,6 +59,7 @@ outbox that lost every record starts there.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -251,10 +261,12 @@ def transition(rec: OutboxRecord, event: Event) -> OutboxRecord:
                      resend_due=False, updated_at=event.at)
         return rec
     elif isinstance(event, Found):
-        if s == State.UNKNOWN:
+        # PENDING: found by start-up reconciliation, sent by a process that died before
+        # writing its answer (so at least one request went out)
+        if s in (State.UNKNOWN, State.PENDING):
             return r(rec, state=State.RESOLVED, order_id=event.order_id,
                      outcome="rejected" if event.rejected else "accepted", resend_due=False,
-                     updated_at=event.at)
+                     attempts=max(1, rec.attempts), updated_at=event.at)
     elif isinstance(event, Absent):
         if s == State.UNKNOWN and not rec.resend_due:
             checks = rec.checks + 1
@@ -345,6 +357,11 @@ def _from_row(row: Any) -> OutboxRecord:
         sent_at=parse_utc(d["sent_at"]) if d["sent_at"] else None)
 
 
+def _detail(event: Event) -> str:
+    """What the transition log says of an event besides its name."""
+    return getattr(event, "reason", "") or str(getattr(event, "order_id", "") or "")
+
+
 def _open(rec: OutboxRecord) -> bool:
     """The record may still change: in flight, or accepted and not fully filled."""
     return rec.state in IN_FLIGHT or (rec.accepted and rec.filled < rec.size)
@@ -376,6 +393,9 @@ class Outbox:
         self._filled: dict[str, int] = {}
         self._base: dict[str, int] = {}
         self._started: datetime | None = None
+        # per tag: the record as on disk, and the steps since (`mark_sent`) not yet written
+        self._unsaved: dict[str, tuple[OutboxRecord, list[tuple[OutboxRecord, OutboxRecord,
+                                                                  Event]]]] = {}
         self._next_seq = 1
         self._load()
 
@@ -412,13 +432,19 @@ class Outbox:
     def add(self, intent: OrderIntent, tag: str, epoch: int, at: datetime) -> OutboxRecord:
         """The record of `intent` (written PENDING and fsynced if new; an existing one is
         returned as is, so handing the same intent in twice never makes a second order)."""
-        existing = self.get(tag)
+        existing = self._open.get(tag)
         if existing is not None:
             return existing
         if self.started_at() is None:
             self.store.set_meta(_STARTED_KEY, iso(at))  # fsynced, before the first record
         rec = new_record(intent, tag, epoch, self._next_seq, at)
-        self._insert(rec, "Added", "", durable=self.fsync_pending)
+        try:  # a settled record of the tag is found by its PRIMARY KEY, not by a read first
+            self._insert(rec, "Added", "", durable=self.fsync_pending)
+        except sqlite3.IntegrityError:
+            existing = self.get(tag)
+            if existing is None:
+                raise
+            return existing
         return rec
 
     def recover(self, tag: str, epoch: int, intent_id: str, order: dict[str, Any],
@@ -451,25 +477,46 @@ class Outbox:
                                 ).fetchone()
         return parse_utc(row[0]) if row else None
 
-    def apply(self, tag: str, event: Event) -> OutboxRecord:
-        """Apply `event` to the record of `tag` and persist the result in one transaction
-        (crash-safe; fsynced only for BLOCKED, see the module docstring for why). Nothing
-        changes, in memory or on disk, when it raises."""
-        old = self.get(tag)
-        if old is None:
+    def _current(self, tag: str) -> OutboxRecord:
+        rec = self.get(tag)
+        if rec is None:
             raise IllegalTransition(f"outbox: no record with tag {tag}")
+        return rec
+
+    def mark_sent(self, tag: str, at: datetime) -> OutboxRecord:
+        """The record of `tag` as SENT, right before its Order/place: in memory now, written
+        with the answer's event (`apply`) in one commit. Not a commit of its own, because the
+        record on disk (PENDING, or UNKNOWN with a resend due) already tells a restarted
+        daemon that a request may have gone out: start-up reconciliation looks every such
+        record up at the venue before sending anything (see the module docstring)."""
+        old = self._current(tag)
+        new = transition(old, Sent(at))
+        on_disk, steps = self._unsaved.get(tag, (old, []))
+        self._unsaved[tag] = (on_disk, [*steps, (old, new, Sent(at))])
+        self._cache(old, new)
+        return new
+
+    def apply(self, tag: str, event: Event) -> OutboxRecord:
+        """Apply `event` to the record of `tag` and persist the result, with any step
+        `mark_sent` kept in memory, in one transaction (crash-safe; fsynced only for BLOCKED,
+        see the module docstring for why). Nothing changes, in memory or on disk, when it
+        raises."""
+        old = self._current(tag)
         new = transition(old, event)
         if new == old:
             return new
-        changed = [c for c in _COLUMNS[1:] if getattr(old, c) != getattr(new, c)]
+        on_disk, steps = self._unsaved.get(tag, (old, []))
+        steps = [*steps, (old, new, event)]
+        changed = [c for c in _COLUMNS[1:] if getattr(on_disk, c) != getattr(new, c)]
         with self.store.transaction(durable=isinstance(event, Blocked)) as c:
-            c.execute(f"UPDATE outbox SET {', '.join(f'{col} = ?' for col in changed)} "
-                      "WHERE tag = ?", (*(_sql(getattr(new, col)) for col in changed), tag))
-            detail = getattr(event, "reason", "") or str(getattr(event, "order_id", "") or "")
-            c.execute("INSERT INTO outbox_log(tag, from_state, to_state, event, detail, at)"
-                      " VALUES(?, ?, ?, ?, ?, ?)", (tag, old.state.value, new.state.value,
-                                                   type(event).__name__, detail,
-                                                   iso(event.at)))
+            if changed:
+                c.execute(f"UPDATE outbox SET {', '.join(f'{col} = ?' for col in changed)} "
+                          "WHERE tag = ?", (*(_sql(getattr(new, col)) for col in changed), tag))
+            c.executemany("INSERT INTO outbox_log(tag, from_state, to_state, event, detail, "
+                          "at) VALUES(?, ?, ?, ?, ?, ?)",
+                          [(tag, a.state.value, b.state.value, type(e).__name__, _detail(e),
+                            iso(e.at)) for a, b, e in steps])
+        self._unsaved.pop(tag, None)
         self._cache(old, new)
         return new
 

@@ -1,12 +1,14 @@
 """Start-up reconciliation (before any order) and the periodic in-flight check.
 
-At start: a request that was in flight when the daemon stopped (SENT) becomes UNKNOWN; every
-UNKNOWN is looked up by tag (one Order/search over the outbox's window) and driven to a final
-state (more lookups after a settle delay, then a resend with the same tag); fills are read from
-Trade/search; orders at the venue under this installation's tags that the outbox does not hold
-(their records were lost to a power cut, see daemon/execution/outbox.py) are recorded as
-RESOLVED; then the venue's open orders and position are compared with what the outbox
-explains. An unexplained position or a foreign open order in our contract refuses trading
+At start: every record that was in flight when the daemon stopped (PENDING, UNKNOWN; SENT in
+files written before SENT was folded into the answer's commit) is looked up by tag, in one
+Order/search over the outbox's window, before anything is sent: found → RESOLVED; an UNKNOWN
+not found counts one absent lookup; the rest are driven to a final state (more lookups after a
+settle delay, then a resend with the same tag; a PENDING that never reached the venue is sent
+as usual); fills are read from Trade/search; orders at the venue under this installation's tags
+that the outbox does not hold (their records were lost to a power cut, see
+daemon/execution/outbox.py) are recorded as RESOLVED; then the venue's open orders and position
+are compared with what the outbox explains. An unexplained position or a foreign open order in our contract refuses trading
 (status and log say why) unless `[execution].adopt_venue_position = true`, in which case the
 difference is adopted as the outbox's base position.
 """
@@ -31,7 +33,7 @@ class ReconcileReport:
     venue_position: int = 0
     outbox_position: int = 0
     adopted: int = 0
-    restarted: int = 0  # SENT at start (in flight when the daemon stopped)
+    restarted: int = 0  # in flight at start (looked up before anything was sent)
     recovered: int = 0  # orders of ours at the venue whose outbox records were lost
     resolved_by_lookup: int = 0
     driven: int = 0  # in-flight records driven to a final state
@@ -88,19 +90,23 @@ async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, inst
     Raises GatewayError when the venue cannot be read (the caller retries)."""
     report = ReconcileReport()
     clock = submitter.clock
-    for rec in outbox.records({State.SENT}):
-        outbox.apply(rec.tag, ob.Restarted(clock.now()))
-        report.restarted += 1
-    unknown = outbox.records({State.UNKNOWN})
+    # Any in-flight record may have reached the venue: SENT is never written before its
+    # request (only with the answer), so a request whose answer was not written left PENDING,
+    # or UNKNOWN with a resend due. One Order/search looks them all up before anything is sent.
+    in_flight = outbox.in_flight()
     limit = submitter.settings().unknown_checks
-    if unknown:
-        found = await submitter.find_orders(unknown)
+    if in_flight:
+        found = await submitter.find_orders(in_flight)
         if found is None:
             raise GatewayError("reconciliation: Order/search failed")
-        for rec in unknown:
-            if rec.resend_due:
-                continue
-            after = submitter.resolve(rec, found.get(rec.tag), limit)
+        report.restarted = len(in_flight)
+        for rec in in_flight:
+            if rec.state == State.SENT:  # a file from before SENT was written with the answer
+                rec = outbox.apply(rec.tag, ob.Restarted(clock.now()))
+            order = found.get(rec.tag)
+            if order is None and (rec.state == State.PENDING or rec.resend_due):
+                continue  # never reached the venue: sent as usual
+            after = submitter.resolve(rec, order, limit)
             report.resolved_by_lookup += int(after.state == State.RESOLVED)
     report.driven = submitter.requeue_in_flight()
     await submitter.drain()

@@ -2,8 +2,9 @@
 
 Order/place is never resent blindly. Per record (see daemon/execution/outbox.py):
 - PENDING: wait for the rate limits' slot, then check the kill switch immediately before the
-  request (on → BLOCKED), persist SENT, then place: an order id → ACCEPTED; a rejection →
-  REJECTED; a timeout, 5xx, dropped connection, 429 or "custom tag already in use" → UNKNOWN.
+  request (on → BLOCKED), mark it SENT (written with the outcome, in one commit: see
+  daemon/execution/outbox.py), then place: an order id → ACCEPTED; a rejection → REJECTED; a
+  timeout, 5xx, dropped connection, 429 or "custom tag already in use" → UNKNOWN.
 - UNKNOWN: after a settle delay, look the tag up (Order/search over the order's time window);
   found → RESOLVED. A lookup that fails is not counted; after `unknown_checks` successful
   lookups without the tag the order is resent with the same tag (the venue refuses a second
@@ -95,7 +96,9 @@ class Submitter:
         self.queue: deque[str] = deque()
         self._queued: set[str] = set()
         self._wake = anyio.Event()
-        self._lock = anyio.Lock()
+        # fast_acquire: taking a free lock does not yield to the event loop (anyio's default
+        # does, which cost an order a loop iteration and let other tasks run mid-order)
+        self._lock = anyio.Lock(fast_acquire=True)
         self._final: dict[str, anyio.Event] = {}
         self.stopping = False
         self.errors = 0  # definitive submit errors (rejections)
@@ -180,7 +183,7 @@ class Submitter:
                 rec = await self._send(rec)
             elif action == "lookup":
                 rec = await self._lookup(rec)
-            else:  # SENT with nobody sending: a crash left it; only reconciliation may touch it
+            else:  # SENT with nobody sending (a send cut short by an error): it may have landed
                 rec = self.outbox.apply(tag, ob.Restarted(self.clock.now()))
         if rec is not None and rec.final:
             self._finished(rec)
@@ -202,7 +205,7 @@ class Submitter:
             self.log.warning("order_blocked", tag=rec.tag, intent_id=rec.intent_id,
                              reason="kill_switch")
             return self.outbox.apply(rec.tag, ob.Blocked("kill_switch", now))
-        rec = self.outbox.apply(rec.tag, ob.Sent(now))  # persisted before the request
+        rec = self.outbox.mark_sent(rec.tag, now)  # written with the answer
         t0 = time.perf_counter_ns()
         try:
             oid = await self.client.place_order(
