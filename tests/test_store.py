@@ -42,6 +42,35 @@ def test_a_store_from_before_later_numbers_gets_the_missing_migrations(tmp_path:
     s.close()
 
 
+def test_the_leaner_outbox_migration_keeps_the_transition_log(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    from daemon import store as store_module
+    from daemon.execution import outbox as ob
+    from daemon.intent import OrderIntent, Side
+
+    t0 = datetime(2024, 1, 2, tzinfo=UTC)
+    before = {k: v for k, v in MIGRATIONS.items() if k < 6}
+    monkeypatch.setattr(store_module, "MIGRATIONS", before)  # a file from before migration 6
+    s = Store(tmp_path / "o.sqlite")
+    box = ob.Outbox(s)
+    intent = OrderIntent("i1", "C", t0, Side.BUY, 1, 1, 100.0)
+    box.add(intent, "t1", 1, t0)
+    box.apply("t1", ob.Blocked("kill_switch", t0))
+    old_log = box.log("t1")
+    s.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    s = Store(tmp_path / "o.sqlite")
+    assert s.applied_migrations() == set(MIGRATIONS)
+    indexes = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not indexes & {"outbox_state", "outbox_intent", "outbox_log_tag"}
+    box = ob.Outbox(s)
+    assert box.log("t1") == old_log and box.get("t1").state == ob.State.BLOCKED
+    box.add(OrderIntent("i2", "C", t0, Side.SELL, 1, 0, 100.0), "t2", 1, t0)
+    ids = [row["id"] for row in box.log()]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) == 3  # still in order, no reuse
+    s.close()
+
+
 def test_kill_switch_and_news_survive_reopen(tmp_path: Path) -> None:
     now = datetime(2021, 3, 1, tzinfo=UTC)
     s = Store(tmp_path / "a.sqlite")
@@ -103,11 +132,13 @@ def test_checkpoints_leave_commits_and_run_from_a_worker_thread(tmp_path: Path) 
     wal, db = Path(f"{tmp_path / 's.sqlite'}-wal"), tmp_path / "s.sqlite"
     assert wal.stat().st_size > 1000 * 4096 and db.stat().st_size < 1500 * 3000
 
-    async def run_once() -> None:
+    async def run_once(every_commits: int) -> None:
         with anyio.move_on_after(1.0):
-            await checkpoint_loop(store, interval_s=0.2)
+            await checkpoint_loop(store, interval_s=0.2, every_commits=every_commits)
 
-    anyio.run(run_once)
+    anyio.run(run_once, 2000)
+    assert db.stat().st_size < 1500 * 3000  # fewer commits than asked for: no checkpoint yet
+    anyio.run(run_once, 1500)
     assert db.stat().st_size > 1500 * 3000  # the loop copied the WAL into the file
     frames, copied = store.checkpoint()
     assert frames == copied > 1000  # everything in the WAL is in the database file

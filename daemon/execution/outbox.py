@@ -490,10 +490,11 @@ class Outbox:
         daemon that a request may have gone out: start-up reconciliation looks every such
         record up at the venue before sending anything (see the module docstring)."""
         old = self._current(tag)
-        new = transition(old, Sent(at))
+        event = Sent(at)
+        new = transition(old, event)
         on_disk, steps = self._unsaved.get(tag, (old, []))
-        self._unsaved[tag] = (on_disk, [*steps, (old, new, Sent(at))])
-        self._cache(old, new)
+        self._unsaved[tag] = (on_disk, [*steps, (old, new, event)])
+        self._open[tag] = new  # positions unchanged: a record that may be live stays so
         return new
 
     def apply(self, tag: str, event: Event) -> OutboxRecord:

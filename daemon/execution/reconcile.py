@@ -8,9 +8,10 @@ settle delay, then a resend with the same tag; a PENDING that never reached the 
 as usual); fills are read from Trade/search; orders at the venue under this installation's tags
 that the outbox does not hold (their records were lost to a power cut, see
 daemon/execution/outbox.py) are recorded as RESOLVED; then the venue's open orders and position
-are compared with what the outbox explains. An unexplained position or a foreign open order in our contract refuses trading
-(status and log say why) unless `[execution].adopt_venue_position = true`, in which case the
-difference is adopted as the outbox's base position.
+are compared with what the outbox explains. An unexplained position or a foreign open order in
+our contract refuses trading (status and log say why) unless
+`[execution].adopt_venue_position = true`, in which case the difference is adopted as the
+outbox's base position.
 """
 
 from __future__ import annotations
