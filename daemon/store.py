@@ -260,15 +260,23 @@ class Store:
     def checkpoint(self) -> tuple[int, int]:
         """Copy the WAL into the database file (PASSIVE: it neither waits for nor blocks the
         writer); (frames in the WAL, frames copied). Its own connection, so it may run in a
-        worker thread beside the writer."""
+        worker thread beside the writer. When everything was copied it also restarts the WAL
+        (a one-row write to `meta`): the first commit after a complete checkpoint rewrites the
+        WAL header and fsyncs it, even with synchronous=NORMAL, which put 0.4 ms into
+        whichever order's commit came next."""
         if str(self.path) == ":memory:":
             return 0, 0
         self.checkpointed_at = self.commits
-        if self._checkpoint_conn is None:
-            self._checkpoint_conn = sqlite3.connect(self.path, isolation_level=None,
-                                                    timeout=10.0, check_same_thread=False)
-        _, frames, copied = self._checkpoint_conn.execute(
-            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        conn = self._checkpoint_conn
+        if conn is None:
+            conn = self._checkpoint_conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=NORMAL")
+        _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames > 0 and frames == copied:
+            conn.execute("INSERT INTO meta(key, value) VALUES('wal_restarted_at', "
+                         "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
         return int(frames), int(copied)
 
     # -- meta -----------------------------------------------------------------------------
