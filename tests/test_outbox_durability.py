@@ -9,7 +9,7 @@ looked up at start and resolved, never blocked or sent again."""
 from __future__ import annotations
 
 from daemon.execution import outbox as ob
-from daemon.execution.outbox import Outbox, State, make_tag
+from daemon.execution.outbox import Outbox, OutboxRecord, State, make_tag
 from daemon.execution.reconcile import reconcile
 from daemon.intent import OrderIntent, Side, make_intent_id
 from daemon.logs import get_logger
@@ -21,20 +21,31 @@ def _durable_mode(store: Store) -> int:
     return int(store.conn.execute("PRAGMA synchronous").fetchone()[0])
 
 
+def _enqueue_buy_one(px) -> OutboxRecord:
+    """An intent to buy 1 on the venue's current bar, handed to the submitter."""
+    intent = OrderIntent(make_intent_id(CONTRACT, px.bar.ts, Side.BUY, 1, 1), CONTRACT,
+                         px.bar.ts, Side.BUY, 1, 1, px.bar.close)
+    return px.sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+
+
+def _only_pending_on_disk(store: Store, tag: str) -> None:
+    """The file as a crash or power cut may leave it: the record PENDING, nothing after."""
+    with store.transaction() as c:
+        c.execute("UPDATE outbox SET state = 'PENDING', order_id = NULL, attempts = 0, "
+                  "sent_at = NULL WHERE tag = ?", (tag,))
+        c.execute("DELETE FROM outbox_log WHERE tag = ? AND event != 'Added'", (tag,))
+
+
 async def test_lost_post_request_writes_are_recovered_by_tag_without_a_second_order(tmp_path):
     async with paper_submitter(tmp_path) as px:
-        bar, sub, store = px.bar, px.sub, px.store
-        intent = OrderIntent(make_intent_id(CONTRACT, bar.ts, Side.BUY, 1, 1), CONTRACT,
-                             bar.ts, Side.BUY, 1, 1, bar.close)
-        rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+        sub, store = px.sub, px.store
+        rec = _enqueue_buy_one(px)
         assert (await sub.drive(rec.tag)).state == State.ACCEPTED
         assert _durable_mode(store) == 1  # the transitions were committed NORMAL ...
         store.set_meta("probe", "1")
         assert _durable_mode(store) == 2  # ... and the next durable write is FULL again
         # what a power cut may do: every write after the durable PENDING is gone
-        with store.transaction() as c:
-            c.execute("UPDATE outbox SET state = 'PENDING', order_id = NULL, attempts = 0, "
-                      "sent_at = NULL WHERE tag = ?", (rec.tag,))
+        _only_pending_on_disk(store, rec.tag)
         sub.outbox = Outbox(store)  # the restart after it: the outbox is read from the file
         assert sub.outbox.get(rec.tag).state == State.PENDING
         sub.requeue_in_flight()
@@ -83,9 +94,7 @@ async def test_a_request_in_flight_leaves_pending_on_disk_and_sent_is_written_wi
         tmp_path):
     async with paper_submitter(tmp_path) as px:
         bar, sub, store = px.bar, px.sub, px.store
-        intent = OrderIntent(make_intent_id(CONTRACT, bar.ts, Side.BUY, 1, 1), CONTRACT,
-                             bar.ts, Side.BUY, 1, 1, bar.close)
-        rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+        rec = _enqueue_buy_one(px)
         sent = sub.outbox.mark_sent(rec.tag, bar.ts)
         assert sent.state == State.SENT and sub.outbox.get(rec.tag) == sent
         assert Outbox(store).get(rec.tag).state == State.PENDING  # the file, mid-request
@@ -98,16 +107,11 @@ async def test_a_request_in_flight_leaves_pending_on_disk_and_sent_is_written_wi
 
 async def test_a_pending_record_whose_order_landed_is_resolved_at_start_not_blocked(tmp_path):
     async with paper_submitter(tmp_path) as px:
-        bar, sub, store = px.bar, px.sub, px.store
-        intent = OrderIntent(make_intent_id(CONTRACT, bar.ts, Side.BUY, 1, 1), CONTRACT,
-                             bar.ts, Side.BUY, 1, 1, bar.close)
-        rec = sub.enqueue(intent, make_tag("inst", 1, intent.intent_id), 1)
+        sub, store = px.sub, px.store
+        rec = _enqueue_buy_one(px)
         accepted = await sub.drive(rec.tag)
         # the process died after the request and before the answer's commit: PENDING on disk
-        with store.transaction() as c:
-            c.execute("UPDATE outbox SET state = 'PENDING', order_id = NULL, attempts = 0, "
-                      "sent_at = NULL WHERE tag = ?", (rec.tag,))
-            c.execute("DELETE FROM outbox_log WHERE tag = ? AND event != 'Added'", (rec.tag,))
+        _only_pending_on_disk(store, rec.tag)
         sub.outbox = Outbox(store)
         sub.risk.kill_switch = True  # killed meanwhile: the record must not become BLOCKED
         report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
