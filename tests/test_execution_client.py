@@ -4,6 +4,7 @@ refresh, envelope errors, exact contract resolution, 429 backoff, Order/place ne
 from __future__ import annotations
 
 import dataclasses
+import gc
 from datetime import timedelta
 from decimal import Decimal
 
@@ -47,6 +48,28 @@ async def test_login_account_and_reads(bars):  # noqa: F811
         assert trades[0]["orderId"] == order_id and isinstance(trades[0]["price"], Decimal)
         assert await client.search_open_orders(ACCOUNT) == []
         assert client.counters["logins"] == 1 and venue.request_counts()["login"] == 1
+
+
+async def test_gateway_calls_leave_no_reference_cycles_behind(bars):  # noqa: F811
+    """Each call's request, response and connection streams are freed as soon as they are
+    dropped (httpx 0.28 leaves a read response in a cycle with its stream wrapper), so no
+    garbage collection is needed for them and none falls due inside an order on their
+    account."""
+    async with session(bars) as (_venue, client, _clock):
+        await client.place_order(**MARKET, custom_tag="cycles-0")  # token and pool in place
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection frees is kept in gc.garbage
+        try:
+            for i in range(1, 4):
+                await client.place_order(**MARKET, custom_tag=f"cycles-{i}")
+                await client.search_open_orders(ACCOUNT)
+            gc.collect()
+            from_http = [type(o).__qualname__ for o in gc.garbage
+                         if type(o).__module__.split(".")[0] in ("httpx", "httpcore")]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert from_http == []
 
 
 async def test_token_is_refreshed_with_validate_before_expiry(bars):  # noqa: F811
