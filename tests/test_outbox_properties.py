@@ -13,6 +13,7 @@ position equal to the outbox's.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -310,3 +311,27 @@ def test_adding_the_same_intent_twice_keeps_one_record(tmp_path):
     with pytest.raises(IllegalTransition):
         outbox.apply("tag-1", ob.Accepted(1, T0))  # PENDING cannot be accepted: never sent
     store.close()
+
+
+_MOMENTS = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
+                        timezones=st.just(UTC))
+_PRICES = st.none() | st.decimals(min_value=0, max_value=100_000, places=2)
+_RECORDS = st.builds(
+    ob.OutboxRecord, tag=st.text(min_size=1, max_size=20), seq=st.integers(1, 10**9),
+    intent_id=st.text(max_size=20), epoch=st.integers(0, 10**6), contract=st.just(CONTRACT),
+    bar_ts=_MOMENTS, side=st.sampled_from(Side), size=st.integers(1, 100),
+    target_position=st.integers(-100, 100), ref_price=st.floats(0, 1e5),
+    limit_price=_PRICES, state=st.sampled_from(State), created_at=_MOMENTS,
+    updated_at=_MOMENTS, order_id=st.none() | st.integers(1, 10**9),
+    attempts=st.integers(0, 9), checks=st.integers(0, 9), resend_due=st.booleans(),
+    outcome=st.sampled_from(["", "accepted", "rejected"]), reason=st.text(max_size=30),
+    filled=st.integers(0, 100), fill_price=_PRICES, sent_at=st.none() | _MOMENTS)
+
+
+@given(rec=_RECORDS, other=_RECORDS, names=st.sets(st.sampled_from(ob._FIELDS)))
+def test_the_hot_path_row_and_copy_agree_with_the_generic_ones(rec, other, names):
+    """`_to_row` (columns spelt out) writes what the generic per-column conversion writes, in
+    `_COLUMNS` order, and `_evolve` copies a record as `dataclasses.replace` does."""
+    assert ob._to_row(rec) == tuple(ob._sql(getattr(rec, c)) for c in ob._COLUMNS)
+    changes = {n: getattr(other, n) for n in names}
+    assert ob._evolve(rec, **changes) == dataclasses.replace(rec, **changes)

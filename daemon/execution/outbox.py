@@ -59,6 +59,7 @@ outbox that lost every record starts there.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
@@ -236,10 +237,23 @@ def _illegal(rec: OutboxRecord, event: Event) -> IllegalTransition:
                              f"{rec.state}")
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(OutboxRecord))
+_ALL_FIELDS = operator.attrgetter(*_FIELDS)
+_FIELD_INDEX = {name: i for i, name in enumerate(_FIELDS)}
+
+
+def _evolve(rec: OutboxRecord, **changes: Any) -> OutboxRecord:
+    """`dataclasses.replace(rec, **changes)`, a third cheaper (two run in every order)."""
+    values = list(_ALL_FIELDS(rec))
+    for name, value in changes.items():
+        values[_FIELD_INDEX[name]] = value
+    return OutboxRecord(*values)
+
+
 def transition(rec: OutboxRecord, event: Event) -> OutboxRecord:
     """The record after `event`; IllegalTransition when the state machine forbids it."""
     s = rec.state
-    r = dataclasses.replace
+    r = _evolve
     if isinstance(event, Sent):
         if s == State.PENDING or (s == State.UNKNOWN and rec.resend_due):
             return r(rec, state=State.SENT, attempts=rec.attempts + 1, checks=0,
@@ -339,7 +353,18 @@ def _sql(value: Any) -> Any:
 
 
 def _to_row(rec: OutboxRecord) -> tuple[Any, ...]:
-    return tuple(_sql(getattr(rec, c)) for c in _COLUMNS)
+    """The record's row, in `_COLUMNS` order (spelt out: the generic `_sql` per column cost
+    an order about 20 µs warm)."""
+    r = rec
+    return (r.tag, r.seq, r.intent_id, r.epoch, r.contract, iso(r.bar_ts), r.side.value, r.size,
+            r.target_position, r.ref_price, _decimal_text(r.limit_price), r.state.value,
+            r.order_id, r.attempts, r.checks, int(r.resend_due), r.outcome, r.reason, r.filled,
+            _decimal_text(r.fill_price), iso(r.created_at),
+            iso(r.sent_at) if r.sent_at is not None else None, iso(r.updated_at))
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _from_row(row: Any) -> OutboxRecord:
