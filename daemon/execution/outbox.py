@@ -352,10 +352,9 @@ def _sql(value: Any) -> Any:
     return value
 
 
-def _to_row(rec: OutboxRecord) -> tuple[Any, ...]:
+def _to_row(r: OutboxRecord) -> tuple[Any, ...]:
     """The record's row, in `_COLUMNS` order (spelt out: the generic `_sql` per column cost
     an order about 20 µs warm)."""
-    r = rec
     return (r.tag, r.seq, r.intent_id, r.epoch, r.contract, iso(r.bar_ts), r.side.value, r.size,
             r.target_position, r.ref_price, _decimal_text(r.limit_price), r.state.value,
             r.order_id, r.attempts, r.checks, int(r.resend_due), r.outcome, r.reason, r.filled,
