@@ -27,6 +27,16 @@ def test_bench_submit_json_report(path, extra):
     assert report["path"].startswith(path)
     if path == "submitter":
         assert ("PENDING fsynced" in report["store"]) == bool(extra)
+        # logged as the daemon logs by default: at least one info line per accepted order
+        assert report["log_lines"] >= report["orders"] and "at info" in report["log"]
+
+
+def test_bench_submit_logs_at_the_level_asked():
+    result = run_cli("bench", "submit", "--seconds", "1", "--qps", "4", "--log-level", "warning",
+                     "--json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["orders"] >= 3 and report["log_lines"] == 0  # a clean run warns of nothing
 
 
 def test_bench_submit_refuses_a_rate_above_the_runbook():

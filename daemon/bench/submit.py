@@ -58,6 +58,9 @@ def add_parser(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("--fsync-before-send", action="store_true",
                    help="disk store: fsync each PENDING record before Order/place, as with "
                         "[execution].fsync_before_send = true (default: as the default config)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                   help="level of the JSON log lines the orders write (default [daemon].log_level "
+                        "of --config, or info, as the daemon)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -182,6 +185,19 @@ class _SubmitterPath:
         self.store.close()
 
 
+@contextlib.contextmanager
+def _log_file(path: Any, level: str) -> Iterator[Any]:
+    """The process's JSON log lines go to `path` at `level` (as the daemon's go to stdout)."""
+    from daemon.logs import configure_logging
+
+    with open(path, "ab") as out:
+        configure_logging(level, stream=out)
+        try:
+            yield path
+        finally:
+            configure_logging("warning", stream=sys.stderr.buffer)
+
+
 def _paths() -> dict[str, type]:
     paths: dict[str, type] = {"client": _ClientPath}
     try:
@@ -194,8 +210,10 @@ def _paths() -> dict[str, type]:
 
 
 async def bench_submit(seconds: float, qps: float, path: str = "auto",
-                       store: str = "disk", fsync: bool = False) -> dict[str, Any]:
-    """Run the benchmark and return its report (see the module docstring)."""
+                       store: str = "disk", fsync: bool = False,
+                       log_level: str = "info") -> dict[str, Any]:
+    """Run the benchmark and return its report (see the module docstring). Logging is routed
+    to the bench's log file while it runs and to stderr at warning afterwards."""
     import dataclasses
     import tempfile
     from pathlib import Path
@@ -222,7 +240,8 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
     general = f"{math.ceil(expected * 1.3 + 60 * qps * 1.3 + 50)}/60"
     clock = WallClock()
     with tempfile.TemporaryDirectory(prefix="anchord-bench-") as tmp, \
-            _venue_process(general) as base_url:
+            _venue_process(general) as base_url, \
+            _log_file(Path(tmp) / "anchord.log", log_level) as log_path:
         cfg = dataclasses.replace(ProjectXSection(), base_url=base_url, username="bench",
                                   account="", rate_limit_qps=qps, general_limit=general)
         async with ProjectXClient(cfg, "bench-key", clock=clock) as client:
@@ -251,6 +270,7 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
             elapsed = time.perf_counter() - start
             # The rate as the venue saw it: creation times of the orders it accepted.
             orders = await client.search_orders(account, first - timedelta(minutes=1))
+        log_lines = log_path.read_bytes().count(b"\n")
     created = sorted(parse_utc(o["creationTimestamp"]) for o in orders)
     span = (created[-1] - created[0]).total_seconds() if len(created) > 1 else 0.0
     achieved = (len(created) - 1) / span if span > 0 else 0.0
@@ -264,6 +284,7 @@ async def bench_submit(seconds: float, qps: float, path: str = "auto",
                "every state synchronous=NORMAL (the default config: no fsync per order)")
             if store == "disk"
             else "SQLite in memory (no fsync: the CPU part only)"),
+        "log": f"JSON lines at {log_level} to a file, as the daemon logs", "log_lines": log_lines,
         "target_qps": qps, "achieved_qps": round(achieved, 4),
         "deviation_pct": round(100 * (achieved - qps) / qps, 3),
         "within_5pct": abs(achieved - qps) <= 0.05 * qps,
@@ -289,15 +310,15 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging("warning", stream=sys.stderr.buffer)  # stdout carries the report only
 
-    qps = args.qps
-    if qps is None:
-        qps = 2.0
-        if args.config:
-            from daemon.config import load_config
+    qps, log_level = args.qps, args.log_level
+    if args.config:
+        from daemon.config import load_config
 
-            qps = load_config(args.config).projectx.rate_limit_qps
-    report = anyio.run(bench_submit, args.seconds, qps, args.path, args.store,
-                       args.fsync_before_send)
+        cfg = load_config(args.config)
+        qps = cfg.projectx.rate_limit_qps if qps is None else qps
+        log_level = log_level or cfg.daemon.log_level
+    report = anyio.run(bench_submit, args.seconds, 2.0 if qps is None else qps, args.path,
+                       args.store, args.fsync_before_send, log_level or "info")
     if args.json:
         print(orjson.dumps(report).decode())
     else:
