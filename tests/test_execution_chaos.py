@@ -12,7 +12,8 @@ from collections import Counter
 
 from daemon.bars.replay import load_bars
 from daemon.execution.ma_rule import MovingAverageCrossover
-from daemon.execution.outbox import Outbox, State
+from daemon.execution.order_states import State
+from daemon.execution.outbox import Outbox
 from daemon.intent import intent_for_target
 from daemon.risk import RiskState
 from daemon.store import Store

@@ -12,7 +12,8 @@ import pytest
 from daemon.app import Daemon
 from daemon.errors import AnchordError
 from daemon.execution.attach import attach_execution
-from daemon.execution.outbox import Outbox, State
+from daemon.execution.order_states import State
+from daemon.execution.outbox import Outbox
 from daemon.store import Store
 from daemon.venue import attach_to_daemon, run_venue
 from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, config, execution_doc
@@ -162,7 +163,7 @@ async def test_an_outbox_of_another_account_is_never_touched(tmp_path):
 async def test_engaging_the_kill_switch_cancels_our_resting_order(tmp_path):
     import anyio
 
-    from daemon.execution.outbox import make_tag
+    from daemon.execution.order_states import make_tag
     from daemon.intent import OrderIntent, Side
 
     seen: list[Any] = []

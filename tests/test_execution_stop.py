@@ -12,7 +12,8 @@ from decimal import Decimal
 
 import anyio
 
-from daemon.execution.outbox import Outbox, State, make_tag
+from daemon.execution.order_states import State, make_tag
+from daemon.execution.outbox import Outbox
 from daemon.intent import OrderIntent, Side, make_intent_id
 from daemon.store import Store
 from daemon.venue import venue_in_thread

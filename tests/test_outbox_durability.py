@@ -8,8 +8,9 @@ looked up at start and resolved, never blocked or sent again."""
 
 from __future__ import annotations
 
-from daemon.execution import outbox as ob
-from daemon.execution.outbox import Outbox, OutboxRecord, State, make_tag
+from daemon.execution import order_states as states
+from daemon.execution.order_states import OutboxRecord, State, make_tag
+from daemon.execution.outbox import Outbox
 from daemon.execution.reconcile import reconcile
 from daemon.intent import OrderIntent, Side, make_intent_id
 from daemon.logs import get_logger
@@ -98,7 +99,7 @@ async def test_a_request_in_flight_leaves_pending_on_disk_and_sent_is_written_wi
         sent = sub.outbox.mark_sent(rec.tag, bar.ts)
         assert sent.state == State.SENT and sub.outbox.get(rec.tag) == sent
         assert Outbox(store).get(rec.tag).state == State.PENDING  # the file, mid-request
-        done = sub.outbox.apply(rec.tag, ob.Accepted(41, bar.ts))
+        done = sub.outbox.apply(rec.tag, states.Accepted(41, bar.ts))
         assert Outbox(store).get(rec.tag) == done
         assert [(e["from_state"], e["to_state"], e["event"]) for e in sub.outbox.log(rec.tag)] \
             == [("", "PENDING", "Added"), ("PENDING", "SENT", "Sent"),

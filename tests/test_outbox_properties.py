@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.clock import ManualClock
-from daemon.execution import outbox as ob
+from daemon.execution import order_states as states
 from daemon.execution.errors import (
     GatewayError,
     GatewayUnavailable,
@@ -36,7 +36,8 @@ from daemon.execution.errors import (
     RateLimited,
     TagInUse,
 )
-from daemon.execution.outbox import FINAL, IllegalTransition, Outbox, State, make_tag, transition
+from daemon.execution.order_states import FINAL, IllegalTransition, State, make_tag, transition
+from daemon.execution.outbox import _COLUMNS, Outbox, _sql, _to_row
 from daemon.execution.reconcile import reconcile
 from daemon.execution.submitter import SubmitSettings, Submitter
 from daemon.intent import Side, intent_for_target
@@ -266,15 +267,16 @@ def test_random_outcomes_and_crashes_never_duplicate_or_lose(tmp_path_factory, t
         store.close()
 
 
-EVENTS = [ob.Sent(T0), ob.Accepted(7, T0), ob.Rejected("x", T0), ob.Unknown("x", T0),
-          ob.Restarted(T0), ob.Found(7, False, T0), ob.Found(7, True, T0), ob.Absent(2, T0),
-          ob.Blocked("kill_switch", T0), ob.Filled(1, None, T0)]
+EVENTS = [states.Sent(T0), states.Accepted(7, T0), states.Rejected("x", T0),
+          states.Unknown("x", T0), states.Restarted(T0), states.Found(7, False, T0),
+          states.Found(7, True, T0), states.Absent(2, T0), states.Blocked("kill_switch", T0),
+          states.Filled(1, None, T0)]
 
 
 @given(st.lists(st.sampled_from(EVENTS), max_size=25))
 def test_transition_allows_only_the_drawn_edges(events):
     intent = intent_for_target(CONTRACT, T0, 0, 1, 100.0)
-    rec = ob.new_record(intent, "t", 1, 1, T0)
+    rec = states.new_record(intent, "t", 1, 1, T0)
     sends = 0  # requests known to have gone out: sent, or found at the venue from PENDING
     for event in events:
         try:
@@ -282,11 +284,11 @@ def test_transition_allows_only_the_drawn_edges(events):
         except IllegalTransition:
             continue
         assert (rec.state.value, new.state.value) in LEGAL | {(s.value, s.value) for s in State}
-        if isinstance(event, ob.Sent):
+        if isinstance(event, states.Sent):
             sends += 1
             # a resend only after the lookups said the order is absent
             assert rec.state == State.PENDING or rec.resend_due
-        if isinstance(event, ob.Found) and rec.state == State.PENDING:
+        if isinstance(event, states.Found) and rec.state == State.PENDING:
             sends += 1
         if rec.state in FINAL:
             assert new.state == rec.state
@@ -309,7 +311,7 @@ def test_adding_the_same_intent_twice_keeps_one_record(tmp_path):
     assert a == b and len(outbox.records()) == 1
     assert a.side == Side.SELL and outbox.expected_position(CONTRACT) == -1
     with pytest.raises(IllegalTransition):
-        outbox.apply("tag-1", ob.Accepted(1, T0))  # PENDING cannot be accepted: never sent
+        outbox.apply("tag-1", states.Accepted(1, T0))  # PENDING cannot be accepted: never sent
     store.close()
 
 
@@ -317,7 +319,7 @@ _MOMENTS = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030,
                         timezones=st.just(UTC))
 _PRICES = st.none() | st.decimals(min_value=0, max_value=100_000, places=2)
 _RECORDS = st.builds(
-    ob.OutboxRecord, tag=st.text(min_size=1, max_size=20), seq=st.integers(1, 10**9),
+    states.OutboxRecord, tag=st.text(min_size=1, max_size=20), seq=st.integers(1, 10**9),
     intent_id=st.text(max_size=20), epoch=st.integers(0, 10**6), contract=st.just(CONTRACT),
     bar_ts=_MOMENTS, side=st.sampled_from(Side), size=st.integers(1, 100),
     target_position=st.integers(-100, 100), ref_price=st.floats(0, 1e5),
@@ -328,10 +330,10 @@ _RECORDS = st.builds(
     filled=st.integers(0, 100), fill_price=_PRICES, sent_at=st.none() | _MOMENTS)
 
 
-@given(rec=_RECORDS, other=_RECORDS, names=st.sets(st.sampled_from(ob._FIELDS)))
+@given(rec=_RECORDS, other=_RECORDS, names=st.sets(st.sampled_from(states._FIELDS)))
 def test_the_hot_path_row_and_copy_agree_with_the_generic_ones(rec, other, names):
     """`_to_row` (columns spelt out) writes what the generic per-column conversion writes, in
     `_COLUMNS` order, and `_evolve` copies a record as `dataclasses.replace` does."""
-    assert ob._to_row(rec) == tuple(ob._sql(getattr(rec, c)) for c in ob._COLUMNS)
+    assert _to_row(rec) == tuple(_sql(getattr(rec, c)) for c in _COLUMNS)
     changes = {n: getattr(other, n) for n in names}
-    assert ob._evolve(rec, **changes) == dataclasses.replace(rec, **changes)
+    assert states._evolve(rec, **changes) == dataclasses.replace(rec, **changes)

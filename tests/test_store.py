@@ -45,17 +45,18 @@ def test_a_store_from_before_later_numbers_gets_the_missing_migrations(tmp_path:
 def test_the_leaner_outbox_migration_keeps_the_transition_log(tmp_path: Path,
                                                               monkeypatch) -> None:
     from daemon import store as store_module
-    from daemon.execution import outbox as ob
+    from daemon.execution import order_states as states
+    from daemon.execution.outbox import Outbox
     from daemon.intent import OrderIntent, Side
 
     t0 = datetime(2024, 1, 2, tzinfo=UTC)
     before = {k: v for k, v in MIGRATIONS.items() if k < 6}
     monkeypatch.setattr(store_module, "MIGRATIONS", before)  # a file from before migration 6
     s = Store(tmp_path / "o.sqlite")
-    box = ob.Outbox(s)
+    box = Outbox(s)
     intent = OrderIntent("i1", "C", t0, Side.BUY, 1, 1, 100.0)
     box.add(intent, "t1", 1, t0)
-    box.apply("t1", ob.Blocked("kill_switch", t0))
+    box.apply("t1", states.Blocked("kill_switch", t0))
     old_log = box.log("t1")
     s.close()
     monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
@@ -63,8 +64,8 @@ def test_the_leaner_outbox_migration_keeps_the_transition_log(tmp_path: Path,
     assert s.applied_migrations() == set(MIGRATIONS)
     indexes = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert not indexes & {"outbox_state", "outbox_intent", "outbox_log_tag"}
-    box = ob.Outbox(s)
-    assert box.log("t1") == old_log and box.get("t1").state == ob.State.BLOCKED
+    box = Outbox(s)
+    assert box.log("t1") == old_log and box.get("t1").state == states.State.BLOCKED
     box.add(OrderIntent("i2", "C", t0, Side.SELL, 1, 0, 100.0), "t2", 1, t0)
     ids = [row["id"] for row in box.log()]
     assert ids == sorted(ids) and len(set(ids)) == len(ids) == 3  # still in order, no reuse

@@ -160,7 +160,7 @@ class _SubmitterPath:
         self.run = time.time_ns()
 
     async def place(self, n: int) -> int:
-        from daemon.execution.outbox import State
+        from daemon.execution.order_states import State
         from daemon.intent import OrderIntent, Side
 
         side = Side(n % 2)

@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from daemon.execution import outbox as ob
+from daemon.execution import order_states as states
 from daemon.execution.errors import GatewayError
-from daemon.execution.outbox import Outbox, State, parse_tag
+from daemon.execution.order_states import State, parse_tag
+from daemon.execution.outbox import Outbox
 from daemon.execution.submitter import LOOKUP_MARGIN, Submitter, field_of, order_id, order_tag
 
 
@@ -103,7 +104,7 @@ async def reconcile(*, submitter: Submitter, outbox: Outbox, contract: str, inst
         report.restarted = len(in_flight)
         for rec in in_flight:
             if rec.state == State.SENT:  # a file from before SENT was written with the answer
-                rec = outbox.apply(rec.tag, ob.Restarted(clock.now()))
+                rec = outbox.apply(rec.tag, states.Restarted(clock.now()))
             order = found.get(rec.tag)
             if order is None and (rec.state == State.PENDING or rec.resend_due):
                 continue  # never reached the venue: sent as usual

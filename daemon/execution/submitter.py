@@ -1,6 +1,6 @@
 """The submitter: drives outbox records to a final state, exactly once per intent.
 
-Order/place is never resent blindly. Per record (see daemon/execution/outbox.py):
+Order/place is never resent blindly. Per record (see daemon/execution/order_states.py):
 - PENDING: wait for the rate limits' slot, then check the kill switch immediately before the
   request (on → BLOCKED), mark it SENT (written with the outcome, in one commit: see
   daemon/execution/outbox.py), then place: an order id → ACCEPTED; a rejection → REJECTED; a
@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 
 from daemon.clock import Clock
-from daemon.execution import outbox as ob
+from daemon.execution import order_states as states
 from daemon.execution.errors import (
     AuthError,
     BadRequest,
@@ -39,7 +39,8 @@ from daemon.execution.errors import (
     RateLimited,
     TagInUse,
 )
-from daemon.execution.outbox import Outbox, OutboxRecord, State
+from daemon.execution.order_states import OutboxRecord, State
+from daemon.execution.outbox import Outbox
 from daemon.intent import OrderIntent
 from daemon.risk import RiskState
 
@@ -178,13 +179,13 @@ class Submitter:
     async def _drive(self, tag: str) -> OutboxRecord | None:
         rec = self.outbox.get(tag)
         while rec is not None and not rec.final and not self.stopping:
-            action = ob.next_action(rec)
+            action = states.next_action(rec)
             if action in ("send", "resend"):
                 rec = await self._send(rec)
             elif action == "lookup":
                 rec = await self._lookup(rec)
             else:  # SENT with nobody sending (a send cut short by an error): it may have landed
-                rec = self.outbox.apply(tag, ob.Restarted(self.clock.now()))
+                rec = self.outbox.apply(tag, states.Restarted(self.clock.now()))
         if rec is not None and rec.final:
             self._finished(rec)
         return rec
@@ -204,7 +205,7 @@ class Submitter:
         if self.risk.kill_switch:
             self.log.warning("order_blocked", tag=rec.tag, intent_id=rec.intent_id,
                              reason="kill_switch")
-            return self.outbox.apply(rec.tag, ob.Blocked("kill_switch", now))
+            return self.outbox.apply(rec.tag, states.Blocked("kill_switch", now))
         rec = self.outbox.mark_sent(rec.tag, now)  # written with the answer
         t0 = time.perf_counter_ns()
         try:
@@ -218,12 +219,12 @@ class Submitter:
             self.errors += 1
             self.log.warning("order_rejected", tag=rec.tag, error_code=err.error_code,
                              reason=err.message, order_id=err.order_id)
-            return self.outbox.apply(rec.tag, ob.Rejected(
+            return self.outbox.apply(rec.tag, states.Rejected(
                 f"{err.error_code}: {err.message}", self.clock.now(), err.order_id))
         except BadRequest as err:  # refused as sent (HTTP 4xx): nothing was placed
             self.errors += 1
             self.log.warning("order_rejected", tag=rec.tag, reason=str(err))
-            return self.outbox.apply(rec.tag, ob.Rejected(str(err), self.clock.now()))
+            return self.outbox.apply(rec.tag, states.Rejected(str(err), self.clock.now()))
         except (OrderOutcomeUnknown, RateLimited, AuthError, GatewayError) as err:
             return self._unknown(rec, str(err))
         except (OSError, anyio.BrokenResourceError) as err:
@@ -231,13 +232,13 @@ class Submitter:
         self.place_latency_us.append((time.perf_counter_ns() - t0) / 1000)
         self.log.info("order_accepted", tag=rec.tag, order_id=oid, side=int(rec.side),
                       size=rec.size, attempt=rec.attempts)
-        return self.outbox.apply(rec.tag, ob.Accepted(int(oid), self.clock.now()))
+        return self.outbox.apply(rec.tag, states.Accepted(int(oid), self.clock.now()))
 
     def _unknown(self, rec: OutboxRecord, reason: str) -> OutboxRecord:
         self.timing_errors += 1
         self.log.warning("order_outcome_unknown", tag=rec.tag, reason=reason,
                          attempt=rec.attempts)
-        return self.outbox.apply(rec.tag, ob.Unknown(reason, self.clock.now()))
+        return self.outbox.apply(rec.tag, states.Unknown(reason, self.clock.now()))
 
     async def _lookup(self, rec: OutboxRecord) -> OutboxRecord:
         s = self.settings()
@@ -252,7 +253,7 @@ class Submitter:
         """Apply one successful lookup's answer for `rec` (order None = tag not found)."""
         now = self.clock.now()
         if order is None:
-            rec = self.outbox.apply(rec.tag, ob.Absent(limit, now))
+            rec = self.outbox.apply(rec.tag, states.Absent(limit, now))
             self.log.info("order_lookup_absent", tag=rec.tag, checks=rec.checks,
                           resend_due=rec.resend_due)
             return rec
@@ -261,7 +262,7 @@ class Submitter:
                       outcome="rejected" if rejected else "accepted")
         if rejected:
             self.errors += 1
-        return self.outbox.apply(rec.tag, ob.Found(order_id(order), rejected, now))
+        return self.outbox.apply(rec.tag, states.Found(order_id(order), rejected, now))
 
     async def find_orders(self, recs: list[OutboxRecord]) -> dict[str, Any] | None:
         """Orders at the venue by customTag over the records' time window; None when the
@@ -303,7 +304,7 @@ class Submitter:
                 continue
             notional = sum(Decimal(str(field_of(t, "price"))) * int(field_of(t, "size"))
                            for t in fills)
-            self.outbox.apply(rec.tag, ob.Filled(min(size, rec.size), notional / size,
+            self.outbox.apply(rec.tag, states.Filled(min(size, rec.size), notional / size,
                                                  self.clock.now()))
             changed += 1
         return changed

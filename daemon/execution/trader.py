@@ -21,7 +21,7 @@ import orjson
 
 from daemon.bars.model import Bar
 from daemon.execution import canary as cn
-from daemon.execution.outbox import OutboxRecord, State, make_tag
+from daemon.execution.order_states import OutboxRecord, State, make_tag
 from daemon.execution.submitter import Submitter
 from daemon.intent import OrderIntent, intent_for_target
 from daemon.store import Store
