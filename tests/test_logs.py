@@ -28,3 +28,16 @@ def test_json_lines_with_redaction() -> None:
     configure_logging("debug", stream=buf)
     get_logger("t").debug("shown")
     assert orjson.loads(buf.getvalue().splitlines()[-1])["event"] == "shown"
+
+
+def test_credential_named_fields_are_masked_whatever_their_spelling() -> None:
+    buf = io.BytesIO()
+    configure_logging("info", stream=buf)
+    fields = {"X-Api-Key": "k1", "NewToken": "k2", "db_password": "k3", "Authorization": "k4",
+              "user": "alice", "order_id": 7}
+    log = get_logger("t")
+    for _ in range(2):  # the second line goes through the cached field-name check
+        log.info("login", **fields)
+    for line in buf.getvalue().splitlines():
+        got = orjson.loads(line)
+        assert [got[k] for k in fields] == ["***", "***", "***", "***", "alice", 7]
