@@ -23,6 +23,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from daemon.bench.submit import _percentile  # noqa: E402
 from daemon.clock import WallClock  # noqa: E402
 from daemon.execution.order_states import State  # noqa: E402
 from daemon.execution.outbox import Outbox  # noqa: E402
@@ -48,11 +49,6 @@ class InstantClient:
     async def place_order(self, **_: object) -> int:
         self.placed += 1
         return self.placed
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
 async def probe(orders: int) -> dict[str, object]:
@@ -93,8 +89,9 @@ async def probe(orders: int) -> dict[str, object]:
                         while time.perf_counter() < end:
                             pass
                     took.append(await one())
-                report[f"{kind}_{gap * 1000:g}ms"] = {"p50_us": _pct(took, 0.5),
-                                                      "p90_us": _pct(took, 0.9)}
+                report[f"{kind}_{gap * 1000:g}ms"] = {
+                    "p50_us": round(_percentile(took, 50), 1),
+                    "p90_us": round(_percentile(took, 90), 1)}
         store.close()
     return report
 
