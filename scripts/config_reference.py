@@ -1,4 +1,4 @@
-"""Print the configuration reference (Markdown) from daemon/config.py's dataclasses.
+"""Print the configuration reference (Markdown) from daemon/config_schema.py's dataclasses.
 
 One table per runtime.toml section: key, default, whether SIGHUP / `anchord ctl reload` applies
 it without a restart, and the key's `doc=` text. The README carries this output between the
