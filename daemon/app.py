@@ -10,6 +10,7 @@ Later components (pipeline, submitter, update worker) attach through `Daemon`'s 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ from daemon.store import Store
 from daemon.timeutil import iso, parse_utc
 
 STOP_GRACE_S = 3.0
+RISK_RETRY_S = 0.5  # how often a risk write that failed is tried again
+RISK_WARN_EVERY_S = 10.0
 LIVE_SOURCE = "projectx:live"
 ReloadHook = Callable[[RuntimeConfig, list[Change]], None]
 DrainHook = Callable[[], Awaitable[None]]
@@ -55,6 +58,8 @@ class Daemon:
         self.store = Store(state_dir / "store.sqlite")
         self.risk = RiskState.load(self.store, cfg.risk.embargo_before_min,
                                    cfg.risk.embargo_after_min)
+        self.risk.on_persist_error = self._risk_not_persisted
+        self._persist_warned_at = -1e9
         if cfg.risk.kill_switch and not self.risk.kill_switch:
             self._engage_kill("config")
         self.metrics.kill_switch.set(int(self.risk.kill_switch))
@@ -109,6 +114,23 @@ class Daemon:
             self.alerts.fire("kill", source=source)
         self.metrics.kill_switch.set(1)
 
+    def _risk_not_persisted(self, what: str, error: str) -> None:
+        # In force in memory, not yet on disk: loud (at most every 10 s while it lasts), and
+        # retried by `_persist_risk` until it is written.
+        now = time.monotonic()
+        if now - self._persist_warned_at >= RISK_WARN_EVERY_S:
+            self._persist_warned_at = now
+            self.log.error("risk_state_not_persisted", what=what, error=error,
+                           in_force=True, retry_every_s=RISK_RETRY_S)
+            self.alerts.fire("risk_state_not_persisted", what=what, error=error)
+
+    async def _persist_risk(self) -> None:
+        """Write what the risk state could not write when it changed, until it is written."""
+        while True:
+            await anyio.sleep(RISK_RETRY_S)
+            if self.risk.unsaved and self.risk.retry_persist():
+                self.log.warning("risk_state_persisted", after="retry")
+
     def reload(self, source: str) -> bool:
         """Re-read runtime.toml; apply reloadable keys and log the diff. False if invalid."""
         self.notifier.reloading()
@@ -151,6 +173,8 @@ class Daemon:
         snap: dict[str, Any] = {
             "kill_switch": self.risk.kill_switch,
             "kill_reason": self.risk.kill_reason,
+            "risk_unsaved": self.risk.unsaved,
+            "risk_persist_error": self.risk.persist_error,
             "embargo_active": self.risk.embargo_active(last.ts if last else now),
             "news_marks": [iso(t) for t in self.risk.news[-5:]],
             "bars_processed": self.ingest.bars_seen,
@@ -171,10 +195,17 @@ class Daemon:
 
         async def kill(args: dict[str, Any]) -> dict[str, Any]:
             self._engage_kill(str(args.get("reason") or "ctl"))
-            return {"kill_switch": self.risk.kill_switch}
+            return {"kill_switch": self.risk.kill_switch,
+                    "persisted": "kill_switch" not in self.risk.unsaved,
+                    "persist_error": self.risk.persist_error}
 
         async def resume(_args: dict[str, Any]) -> dict[str, Any]:
-            if self.risk.release_kill(self.clock.now()):
+            try:
+                released = self.risk.release_kill(self.clock.now())
+            except sqlite3.Error as err:
+                raise CommandError(f"resume refused: the release could not be written ({err}); "
+                                   "the kill switch stays on") from None
+            if released:
                 self.log.warning("kill_switch_released", source="ctl")
             self.metrics.kill_switch.set(0)
             return {"kill_switch": self.risk.kill_switch}
@@ -275,6 +306,7 @@ class Daemon:
                 await tg.start(self._signals)
                 tg.start_soon(self._watchdog)
                 tg.start_soon(self._heartbeat)
+                tg.start_soon(self._persist_risk)
                 for task in self.tasks:
                     tg.start_soon(task)
                 self.notifier.ready("running")

@@ -44,6 +44,12 @@ from daemon.config_schema import (  # noqa: F401  (re-exported: the sections are
 )
 from daemon.errors import ConfigError
 
+# Keys that existed once, and what replaced them (a file that still has one is refused with it).
+REPLACED_KEYS = {
+    "[execution].adopt_venue_position": 'replaced by [execution].on_mismatch = "adopt" '
+                                        '(or "halt", the default)',
+}
+
 
 def _sections(cls: type) -> dict[str, type]:
     hints = typing.get_type_hints(cls)
@@ -104,8 +110,11 @@ def _build_section(cls: type, raw: Any, path: str, name: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
+            qualified = f"[{name}].{key}"
+            if qualified in REPLACED_KEYS:
+                raise ConfigError(path, qualified, REPLACED_KEYS[qualified])
             known = ", ".join(sorted(fields))
-            raise ConfigError(path, f"[{name}].{key}", f"unknown key (known keys: {known})")
+            raise ConfigError(path, qualified, f"unknown key (known keys: {known})")
     values = {}
     for key, value in raw.items():
         qualified = f"[{name}].{key}"

@@ -378,8 +378,21 @@ class ExecutionSection:
                             doc="what the Trader drives: the model pipeline or the MA stand-in")
     cancel_open_on_kill: bool = setting(True, reloadable=True,
                                         doc="cancel our open orders when the kill switch engages")
-    adopt_venue_position: bool = setting(
-        False, doc="at start, adopt a venue position the outbox cannot explain (else refuse)")
+    on_mismatch: str = setting(
+        "halt", reloadable=True, check=one_of("halt", "adopt"),
+        doc="a venue position the ledger cannot explain, or fills we did not place: halt "
+            "(block new risk until `anchord ctl adopt`) or adopt the venue's and trade on")
+    max_pending_age_s: float = setting(
+        120.0, reloadable=True, check=at_least(0.0),
+        doc="an intent found PENDING at start that is older than this is not sent")
+    order_type: str = setting("market", reloadable=True, check=one_of("market", "limit"),
+                              doc="orders for intents: market, or limit at the bar's close")
+    limit_offset_ticks: int = setting(0, reloadable=True,
+                                      doc="limit orders: ticks from the close, positive = "
+                                          "passive (a buy below, a sell above)")
+    limit_ttl_bars: int = setting(1, reloadable=True, check=at_least(1),
+                                  doc="limit orders: cancel what is unfilled after this many "
+                                      "bars")
     fsync_before_send: bool = setting(
         False, doc="fsync each order's outbox record before Order/place (one fsync per order); "
                    "off, a power cut may lose the record of an order that went out, and "
@@ -427,6 +440,12 @@ def _sessions_check(value: list[str]) -> str | None:
         except ValueError as err:
             return str(err)
     return None
+
+
+def _calendar_check(value: str) -> str | None:
+    from daemon.trading_calendar import check_calendar_name
+
+    return check_calendar_name(value)
 
 
 def _budgets_check(value: list[str]) -> str | None:
@@ -491,6 +510,10 @@ class LimitsSection:
                                          doc="fraction from the last bar's close (0 = off)")
     max_orders_per_minute: int = setting(5, reloadable=True, check=at_least(0),
                                          doc="accepted orders per 60 s; 0 = off")
+    exchange_calendar: str = setting(
+        "CME_Equity", check=_calendar_check,
+        doc="the exchange's sessions and trading day (pandas_market_calendars name; "
+            "'24/7' = always open, UTC days); orders are denied while it is closed")
     calendar_file: str = setting("", reloadable=True,
                                  doc="scheduled events, one 'ISO-time[,name]' per line")
 

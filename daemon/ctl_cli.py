@@ -27,11 +27,13 @@ def add_ctl_parser(sub: argparse._SubParsersAction) -> None:
     n = csub.add_parser("news", help="mark a news event: embargo orders around it")
     n.add_argument("ts", help="ISO time of the news event")
     csub.add_parser("reload", help="re-read runtime.toml (same as SIGHUP)")
-    rb = csub.add_parser("rollback", help="roll the forecaster's adapter back (issue 6)")
+    rb = csub.add_parser("rollback", help="roll the forecaster's adapter back")
     rb.add_argument("version", nargs="?", default=None,
                     help="version to activate (e.g. v000003, or 'base'); default: previous")
     csub.add_parser("rollback-artifacts",
                     help="swap to the previous artifact set under [artifacts].dir")
+    csub.add_parser("adopt", help="take the venue's position into the ledger and trade on "
+                                  "(after a position mismatch)")
     rl = csub.add_parser("rate-limit", help="set the order submission rate (Order/place per "
                                             "second, <= 5) without a restart")
     rl.add_argument("qps", type=float, help="orders per second, > 0 and <= 5")
@@ -75,9 +77,8 @@ def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
         gate = "none yet"
     p99 = _get(data, "pipeline", "latency_end_to_end", "p99_us")
     step = _get(data, "canary", "step_pct")
-    position = _get(data, "execution", "position")
-    if position is None:
-        position = _get(data, "pipeline", "book_position")
+    position = _get(data, "ledger", "position")
+    mismatch = _get(data, "ledger", "mismatch")
     adapter = _get(data, "adapters", "active_version")
     if adapter is None and isinstance(data.get("adapters"), dict):
         adapter = "base"
@@ -90,6 +91,9 @@ def summary_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
         ("latency p99", NONE if p99 is None else f"{p99} us (end to end)"),
         ("open orders", _show(_get(data, "execution", "open_orders"))),
         ("position", _show(position)),
+        ("day P&L", _show(_get(data, "ledger", "day_pnl"))),
+        ("mismatch", NONE if "ledger" not in data
+         else str(mismatch.get("reason")) if isinstance(mismatch, dict) else "none"),
     ]
 
 

@@ -163,8 +163,9 @@ class Progress:
         cycles = adapters.status().get("cycles", 0) if adapters is not None else 0
         return {"bar": bar.ts.date().isoformat(), "n": self.daemon.ingest.bars_seen,
                 "of": self.total,
-                "position": self.execution.outbox.expected_position(self.execution.contract),
-                "equity": round(trader.state.equity, 2), "cycles": cycles,
+                "position": self.execution.ledger.position(self.execution.contract),
+                "equity": round(self.execution.ledger.equity(self.execution.contract), 2),
+                "cycles": cycles,
                 "canary_pct": trader.step_pct}
 
     async def on_bar(self, bar: Any) -> None:
@@ -202,10 +203,8 @@ async def _run(out: Path, artifacts: Path, args: argparse.Namespace, total: int)
     from daemon.app import Daemon
     from daemon.config import load_config
     from daemon.execution.attach import attach_execution
-    from daemon.execution.outbox import Outbox
     from daemon.logs import configure_logging
     from daemon.pipeline.attach import record_latency
-    from daemon.store import Store
     from daemon.venue import attach_to_daemon, run_venue
 
     # The first cycle waits for the pipeline's warm-up: n+1 periods give about n cycles.
@@ -240,20 +239,17 @@ async def _run(out: Path, artifacts: Path, args: argparse.Namespace, total: int)
             progress.done()
             if code != 0:
                 raise AnchordError(f"the daemon exited with {code} (see {out / 'anchord.log'})")
-            store = Store(daemon.state_dir / "store.sqlite")  # the daemon closed its own
-            try:
-                outbox = Outbox(store)
-                positions = {"daemon_position": outbox.expected_position(execution.contract),
-                             "filled_position": outbox.filled_position(execution.contract)}
-            finally:
-                store.close()
+            ledger = execution.ledger
+            positions = {"daemon_position": ledger.position(execution.contract),
+                         "working_position": execution.outbox.working_position(
+                             execution.contract)}
             return {"venue_position": venue.net_position(), **positions,
                     "venue_orders": len(venue.orders()),
                     "adapters": daemon.adapters.status() if getattr(
                         daemon, "adapters", None) is not None else None,
                     "canary_step_pct": execution.trader.step_pct,
                     "point_value": daemon.cfg.pipeline.point_value,
-                    "equity": round(execution.trader.state.equity, 2)}
+                    "equity": round(ledger.equity(execution.contract), 2)}
     finally:
         configure_logging("info")
         log_file.close()
@@ -267,10 +263,9 @@ def _fmt_summary(s: dict[str, Any]) -> str:
         ("bars", f"{s['bars']} ({s['first_bar']} .. {s['last_bar']})"),
         ("orders", s["orders"]),
         ("final position", f"daemon {s['daemon_position']}, venue {s['venue_position']}"),
-        ("PnL / equity", f"{s['final_equity']:,.2f} index points "
-                         f"(= {s['final_equity'] * pv:,.0f} at {pv:g} per point and contract)"),
-        ("max drawdown", f"{s['max_drawdown']:,.2f} index points "
-                         f"(= {s['max_drawdown'] * pv:,.0f})"),
+        ("PnL / equity", f"{s['final_equity']:,.2f} (the ledger's: realised + unrealised "
+                         f"- fees, at {pv:g} per point and contract)"),
+        ("max drawdown", f"{s['max_drawdown']:,.2f}"),
         ("update cycles", f"{s['update_cycles']} (promote {d.get('promote', 0)}, reject "
                           f"{d.get('reject', 0)}, other "
                           f"{sum(v for k, v in d.items() if k not in ('promote', 'reject'))});"

@@ -2,7 +2,8 @@
 
 A row that fails parsing or validation is quarantined (stored with its reason, counted, logged)
 and never reaches a handler; no exception from a row ends the loop. The replay cursor is
-persisted after every bar, so a restart resumes where it stopped and keeps the run epoch.
+committed after every bar with everything the bar changed (`Store.commit_bar`), so a restart
+resumes where it stopped, keeps the run epoch, and never sees half a bar.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class ReplayCursor:
         store.set_cursor(self.source_id, self.epoch, self.start, self.total)
 
     def advance(self, next_index: int) -> None:
-        self.store.set_cursor(self.source_id, self.epoch, next_index, self.total)
+        """Commit the bar just handled with the cursor past it (one transaction)."""
+        self.store.commit_bar((self.source_id, self.epoch, next_index, self.total))
 
 
 class IngestLoop:
@@ -103,6 +105,7 @@ class IngestLoop:
                 if scope.cancelled_caught:
                     break
                 await self.process(raw)
+                self.store.commit_bar()
             return False
         finally:
             self._sleep_scope = None

@@ -9,13 +9,15 @@ code; the pipeline logs and counts every denial.
 from __future__ import annotations
 
 import math
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from daemon.intent import OrderIntent
 from daemon.store import Store
-from daemon.timeutil import parse_utc
+from daemon.timeutil import iso, parse_utc
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class RiskSnapshot:
 
 @dataclass
 class RiskState:
-    """The live risk state. Mutations are persisted immediately when a store is attached."""
+    """The live risk state. A change is in force in memory first and then persisted when a
+    store is attached; a write the store cannot take now (locked, full disk) is kept and
+    retried (`retry_persist`), and said loudly (`persist_error`, `on_persist_error`), but a
+    kill switch or news mark in force is never undone by it."""
 
     kill_switch: bool = False
     kill_reason: str = ""
@@ -51,6 +56,9 @@ class RiskState:
     embargo_after: timedelta = timedelta(minutes=15)
     store: Store | None = None
     calendar: list[datetime] = field(default_factory=list)
+    persist_error: str = ""  # why the last risk write failed ("" = everything persisted)
+    on_persist_error: Callable[[str, str], None] | None = None  # (what, error)
+    _unsaved: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, store: Store, before_min: float, after_min: float) -> RiskState:
@@ -61,28 +69,60 @@ class RiskState:
                    embargo_after=timedelta(minutes=after_min), store=store)
 
     def engage_kill(self, reason: str, at: datetime) -> bool:
-        """Engage the kill switch (persisted before returning). True if it was off before."""
+        """Engage the kill switch: in force at once, then persisted (or kept for a retry; never
+        raises). True if it was off before."""
         was_off = not self.kill_switch
-        if self.store is not None:
-            self.store.save_kill_switch(True, reason, at)
         self.kill_switch, self.kill_reason = True, reason
+        self._persist("kill_switch", lambda: self._store().save_kill_switch(True, reason, at))
         return was_off
 
     def release_kill(self, at: datetime) -> bool:
-        """Release the kill switch (only `anchord ctl resume` calls this). True if it was on."""
+        """Release the kill switch (only `anchord ctl resume` calls this): persisted first, so
+        that a store that cannot take the write leaves the switch on (sqlite3.Error raised).
+        True if it was on."""
         was_on = self.kill_switch
         if self.store is not None:
             self.store.save_kill_switch(False, "", at)
+        self._unsaved.pop("kill_switch", None)
         self.kill_switch, self.kill_reason = False, ""
         return was_on
 
     def mark_news(self, ts: datetime, source: str = "ctl") -> None:
-        """Record a news event: orders are embargoed around `ts`."""
-        if self.store is not None:
-            self.store.add_news_mark(ts, source)
+        """Record a news event: orders are embargoed around `ts` from now on (then persisted,
+        or kept for a retry; never raises)."""
         if ts not in self.news:
             self.news.append(ts)
             self.news.sort()
+        self._persist(f"news {iso(ts)}", lambda: self._store().add_news_mark(ts, source))
+
+    def _store(self) -> Store:
+        assert self.store is not None
+        return self.store
+
+    def _persist(self, what: str, write: Callable[[], None]) -> None:
+        if self.store is None:
+            return
+        self._unsaved[what] = write
+        self.retry_persist()
+
+    def retry_persist(self) -> bool:
+        """Write what could not be written before, in order; True when nothing is left."""
+        for what, write in list(self._unsaved.items()):
+            try:
+                write()
+            except sqlite3.Error as err:
+                self.persist_error = f"{what}: {err}"
+                if self.on_persist_error is not None:
+                    self.on_persist_error(what, str(err))
+                return False
+            self._unsaved.pop(what, None)
+        self.persist_error = ""
+        return True
+
+    @property
+    def unsaved(self) -> list[str]:
+        """What is in force but not yet persisted (empty when all is on disk)."""
+        return list(self._unsaved)
 
     def set_embargo(self, before_min: float, after_min: float) -> None:
         self.embargo_before = timedelta(minutes=before_min)
@@ -100,7 +140,7 @@ class RiskState:
         return self.snapshot().in_embargo(at)
 
 
-# -- the pre-trade gate (issue 4) ---------------------------------------------------------------
+# -- the pre-trade gate ---------------------------------------------------------------
 # Reason codes, in the order the gate checks them.
 ACCEPTED = "ok"
 KILL_SWITCH = "kill_switch"
@@ -109,13 +149,15 @@ BAD_INTENT = "bad_intent"
 OUTSIDE_SESSION = "outside_session"
 STALE_BAR = "stale_bar"
 PRICE_DEVIATION = "price_deviation"
+MARKET_CLOSED = "market_closed"
+POSITION_MISMATCH = "position_mismatch"
 MAX_ORDER_SIZE = "max_order_size"
 MAX_POSITION = "max_position"
 MAX_DAILY_LOSS = "max_daily_loss"
 ORDERS_PER_MINUTE = "orders_per_minute"
-REASONS: tuple[str, ...] = (KILL_SWITCH, NEWS_EMBARGO, BAD_INTENT, OUTSIDE_SESSION, STALE_BAR,
-                            PRICE_DEVIATION, MAX_ORDER_SIZE, MAX_POSITION, MAX_DAILY_LOSS,
-                            ORDERS_PER_MINUTE)
+REASONS: tuple[str, ...] = (KILL_SWITCH, POSITION_MISMATCH, NEWS_EMBARGO, BAD_INTENT,
+                            MARKET_CLOSED, OUTSIDE_SESSION, STALE_BAR, PRICE_DEVIATION,
+                            MAX_ORDER_SIZE, MAX_POSITION, MAX_DAILY_LOSS, ORDERS_PER_MINUTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +240,10 @@ class MarketView:
 
     `now`: the decision time (bar time in replay, the clock live); `bar_ts`: the bar the intent
     came from; `last_close`: the previous bar's close (price-deviation reference; 0 = unknown);
-    `daily_pnl`: today's P&L of the book (currency); `orders_last_minute`: orders accepted in the
-    60 s before `now`.
+    `daily_pnl`: the ledger's P&L of the trading day (realised + unrealised − fees, currency);
+    `orders_last_minute`: orders accepted in the 60 s before `now`; `market_open`: the
+    exchange calendar has a session open at `now`; `blocked`: a reason code that blocks new
+    risk (e.g. a position mismatch), `block_all` when it blocks every intent.
     """
 
     now: datetime
@@ -207,24 +251,39 @@ class MarketView:
     last_close: float
     daily_pnl: float = 0.0
     orders_last_minute: int = 0
+    market_open: bool = True
+    blocked: str = ""
+    block_all: bool = False
+
+
+def reduces_exposure(position: int, target: int) -> bool:
+    """True when moving from `position` to `target` only takes risk off: |target| smaller and
+    on the same side (or flat). A flip (+3 → −1) is new risk for its new side."""
+    return abs(target) < abs(position) and (target == 0 or (target > 0) == (position > 0))
 
 
 def gate(intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits,
          market: MarketView) -> Verdict:
     """Accept or deny one order intent. Pure: same inputs, same verdict.
 
-    Promises: never accepts under the kill switch, inside a news/calendar embargo, outside the
-    sessions, on a stale bar, on a price that deviates from the last bar by more than the limit,
-    over the order size, when the resulting |position| exceeds max_position, when the book has
-    lost more than max_daily_loss today (unless the order only reduces |position|), or past the
-    orders-per-minute limit. The first failing check names the reason.
+    Promises: never accepts under the kill switch, while a block says every intent is refused,
+    inside a news/calendar embargo, while the exchange is closed, outside the sessions, on a
+    stale bar, on a price that deviates from the last bar by more than the limit, over the
+    order size, when the resulting |position| exceeds max_position, while a block refuses new
+    risk (unless the order only reduces exposure), when the book has lost max_daily_loss or
+    more today (unless the order only reduces exposure), or past the orders-per-minute limit.
+    The first failing check names the reason.
     """
     if snapshot.kill_switch:
         return Verdict(False, KILL_SWITCH)
+    if market.blocked and market.block_all:
+        return Verdict(False, market.blocked)
     if snapshot.in_embargo(market.now) or snapshot.in_embargo(market.bar_ts):
         return Verdict(False, NEWS_EMBARGO)
     if intent.size <= 0 or not math.isfinite(intent.ref_price) or intent.ref_price <= 0:
         return Verdict(False, BAD_INTENT)
+    if not market.market_open:
+        return Verdict(False, MARKET_CLOSED)
     if limits.sessions and not any(s.contains(market.now) for s in limits.sessions):
         return Verdict(False, OUTSIDE_SESSION)
     if limits.stale_bar_s > 0 and (market.now - market.bar_ts).total_seconds() > limits.stale_bar_s:
@@ -239,8 +298,10 @@ def gate(intent: OrderIntent, snapshot: RiskSnapshot, limits: RiskLimits,
         return Verdict(False, MAX_ORDER_SIZE)
     if abs(intent.target_position) > max(limits.max_position, 0):
         return Verdict(False, MAX_POSITION)
-    position = intent.target_position - intent.signed_size
-    reduces = abs(intent.target_position) < abs(position)
+    reduces = reduces_exposure(intent.target_position - intent.signed_size,
+                               intent.target_position)
+    if market.blocked and not reduces:
+        return Verdict(False, market.blocked)
     if (limits.max_daily_loss > 0 and market.daily_pnl <= -limits.max_daily_loss
             and not reduces):
         return Verdict(False, MAX_DAILY_LOSS)

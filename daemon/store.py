@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,150 +21,19 @@ from typing import Any
 
 import orjson
 
+from daemon.store_schema import LEGACY_MIGRATIONS, MIGRATIONS
 from daemon.timeutil import iso, parse_utc
 
 CHECKPOINT_INTERVAL_S = 5.0
+BUSY_TIMEOUT_S = 10.0  # how long a write waits for another connection's lock
+RISK_WRITE_WAIT_S = 0.2  # ... for the risk state (see `impatient`)
+_CURSOR_UPSERT = ("INSERT INTO replay_cursor(source_id, epoch, next_index, total) "
+                  "VALUES(?, ?, ?, ?) ON CONFLICT(source_id) DO UPDATE SET epoch = "
+                  "excluded.epoch, next_index = excluded.next_index, total = excluded.total")
 # Commits between two background checkpoints. A checkpoint makes the next commit restart the
 # WAL and, run beside it, competes with it: at SQLite's own pace (about its 1000-page mark),
 # not on a clock, so that it touches few orders.
 CHECKPOINT_COMMITS = 200
-
-# Numbered migrations. Never edit a released one; add a new number.
-# Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
-# (recalibration history), 4 adapters (audit index), 5 run journal, 6 outbox (leaner).
-# The migrations released before applied numbers were tracked (a file's user_version said
-# which of these it had).
-LEGACY_MIGRATIONS = (1, 5)
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE risk_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        kill_switch INTEGER NOT NULL DEFAULT 0,
-        kill_reason TEXT NOT NULL DEFAULT '',
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE news_marks (ts TEXT PRIMARY KEY, source TEXT NOT NULL);
-    CREATE TABLE quarantine (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        contract TEXT NOT NULL,
-        ts TEXT,
-        raw TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        received_at TEXT NOT NULL
-    );
-    CREATE TABLE replay_cursor (
-        source_id TEXT PRIMARY KEY,
-        epoch INTEGER NOT NULL,
-        next_index INTEGER NOT NULL,
-        total INTEGER NOT NULL
-    );
-    """,
-    # --- 2: execution outbox (issue 5; daemon/execution/outbox.py reads and writes it) ---
-    2: """
-    CREATE TABLE outbox (
-        tag TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL UNIQUE,
-        intent_id TEXT NOT NULL,
-        epoch INTEGER NOT NULL,
-        contract TEXT NOT NULL,
-        bar_ts TEXT NOT NULL,
-        side INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        target_position INTEGER NOT NULL,
-        ref_price REAL NOT NULL,
-        limit_price TEXT,
-        state TEXT NOT NULL,
-        order_id INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        checks INTEGER NOT NULL DEFAULT 0,
-        resend_due INTEGER NOT NULL DEFAULT 0,
-        outcome TEXT NOT NULL DEFAULT '',
-        reason TEXT NOT NULL DEFAULT '',
-        filled INTEGER NOT NULL DEFAULT 0,
-        fill_price TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX outbox_state ON outbox(state, seq);
-    CREATE INDEX outbox_intent ON outbox(intent_id, epoch);
-    CREATE TABLE outbox_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        tag TEXT NOT NULL,
-        from_state TEXT NOT NULL,
-        to_state TEXT NOT NULL,
-        event TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT '',
-        at TEXT NOT NULL
-    );
-    CREATE INDEX outbox_log_tag ON outbox_log(tag, id);
-    """,
-    3: """
-    CREATE TABLE recalibrations (
-        version INTEGER PRIMARY KEY,
-        ts TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        applied INTEGER NOT NULL,
-        ece_before REAL,
-        ece_after REAL,
-        n_fit INTEGER NOT NULL,
-        n_holdout INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        artifact_dir TEXT NOT NULL DEFAULT ''
-    );
-    """,
-    # --- 4: adapter audit index (issue 6; adapters/audit.py) ---
-    4: """
-    CREATE TABLE audit_index (
-        id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        cycle INTEGER,
-        decision TEXT,
-        reason TEXT,
-        version TEXT,
-        adapter_checksum TEXT,
-        anchor_suite_hash TEXT
-    );
-    CREATE INDEX audit_index_cycle ON audit_index(cycle);
-    """,
-    5: """
-    CREATE TABLE journal (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        payload TEXT NOT NULL
-    );
-    CREATE INDEX journal_kind ON journal(kind, seq);
-    """,
-    # --- 6: fewer pages per outbox write (an order's path): the outbox's in-memory view
-    # answers what the state and intent indexes served; the transition log is append-only
-    # (never deleted from), so its ids stay increasing without AUTOINCREMENT's extra page,
-    # and it is read by tag only for reports, where a scan will do ---
-    6: """
-    DROP INDEX outbox_state;
-    DROP INDEX outbox_intent;
-    DROP INDEX outbox_log_tag;
-    CREATE TABLE outbox_log_v6 (
-        id INTEGER PRIMARY KEY,
-        tag TEXT NOT NULL,
-        from_state TEXT NOT NULL,
-        to_state TEXT NOT NULL,
-        event TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT '',
-        at TEXT NOT NULL
-    );
-    INSERT INTO outbox_log_v6 SELECT id, tag, from_state, to_state, event, detail, at
-        FROM outbox_log;
-    DROP TABLE outbox_log;
-    ALTER TABLE outbox_log_v6 RENAME TO outbox_log;
-    DELETE FROM sqlite_sequence WHERE name = 'outbox_log';
-    """,
-}
-
 
 class Store:
     """Typed access to the state store. Use from one thread (the event loop's)."""
@@ -172,7 +41,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
@@ -183,6 +52,8 @@ class Store:
         self._writer = self.conn.cursor()
         self._checkpoint_conn: sqlite3.Connection | None = None
         self.commits = 0  # write transactions committed through `transaction`
+        self.bar_writers: dict[str, Callable[[], bytes | None]] = {}
+        self._bar_journal: list[tuple[str, str, str]] = []
         self.checkpointed_at = 0  # `commits` when the last checkpoint started
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
@@ -307,8 +178,19 @@ class Store:
         row = self.conn.execute("SELECT kill_switch, kill_reason FROM risk_state").fetchone()
         return (False, "") if row is None else (bool(row[0]), row[1])
 
+    @contextmanager
+    def impatient(self, wait_s: float = RISK_WRITE_WAIT_S) -> Iterator[None]:
+        """Writes inside wait at most `wait_s` for a lock held by another connection (then
+        raise sqlite3.OperationalError) instead of the store's usual 10 s: for writes that a
+        caller must not be held up by (the kill switch is in force before it is written)."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
     def save_kill_switch(self, on: bool, reason: str, at: datetime) -> None:
-        with self.transaction() as c:
+        with self.impatient(), self.transaction() as c:
             c.execute(
                 "INSERT INTO risk_state(id, kill_switch, kill_reason, updated_at) "
                 "VALUES(1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
@@ -318,7 +200,7 @@ class Store:
             )
 
     def add_news_mark(self, ts: datetime, source: str) -> None:
-        with self.transaction() as c:
+        with self.impatient(), self.transaction() as c:
             c.execute("INSERT OR IGNORE INTO news_marks(ts, source) VALUES(?, ?)",
                       (iso(ts), source))
 
@@ -356,12 +238,7 @@ class Store:
 
     def set_cursor(self, source_id: str, epoch: int, next_index: int, total: int) -> None:
         with self.transaction() as c:
-            c.execute(
-                "INSERT INTO replay_cursor(source_id, epoch, next_index, total) VALUES(?, ?, ?, ?)"
-                " ON CONFLICT(source_id) DO UPDATE SET epoch = excluded.epoch,"
-                " next_index = excluded.next_index, total = excluded.total",
-                (source_id, epoch, next_index, total),
-            )
+            c.execute(_CURSOR_UPSERT, (source_id, epoch, next_index, total))
 
     # -- run journal (what the run report is rebuilt from) -----------------------------------
     def journal(self, kind: str, ts: datetime, payload: dict[str, Any]) -> None:
@@ -369,6 +246,35 @@ class Store:
         with self.transaction() as c:
             c.execute("INSERT INTO journal(kind, ts, payload) VALUES(?, ?, ?)",
                       (kind, iso(ts), orjson.dumps(payload, default=str).decode()))
+
+    # -- the bar commit: what a bar changed, written in one transaction ------------------------
+    def journal_bar(self, kind: str, ts: datetime, payload: dict[str, Any]) -> None:
+        """A journal record of the bar being handled, written with the bar's commit (so a bar
+        handled again after a crash does not leave it twice)."""
+        self._bar_journal.append((kind, iso(ts), orjson.dumps(payload, default=str).decode()))
+
+    def commit_bar(self, cursor: tuple[str, int, int, int] | None = None) -> None:
+        """Commit the bar just handled: its journal records, the current value of every bar
+        state writer (`bar_writers`: key -> function returning bytes, or None for no change)
+        and the replay cursor (source id, epoch, next index, total), all in one durable
+        transaction: after a crash the store holds every part of a bar, or none."""
+        states = [(key, value) for key, write in self.bar_writers.items()
+                  if (value := write()) is not None]
+        with self.transaction() as c:
+            if self._bar_journal:
+                c.executemany("INSERT INTO journal(kind, ts, payload) VALUES(?, ?, ?)",
+                              self._bar_journal)
+            if states:
+                c.executemany("INSERT INTO bar_state(key, value) VALUES(?, ?) ON CONFLICT(key) "
+                              "DO UPDATE SET value = excluded.value", states)
+            if cursor is not None:
+                c.execute(_CURSOR_UPSERT, cursor)
+        self._bar_journal.clear()
+
+    def bar_state(self, key: str) -> bytes | None:
+        """The value a bar state writer committed last under `key` (None if never)."""
+        row = self.conn.execute("SELECT value FROM bar_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def journal_rows(self, kind: str | None = None) -> list[dict[str, Any]]:
         """Journal records in order, each as {seq, kind, ts, **payload}."""

@@ -12,7 +12,8 @@ import pytest
 
 from daemon.config import parse_config
 from daemon.errors import ConfigError
-from daemon.execution.client import ProjectXClient, net_position
+from daemon.execution.client import ProjectXClient
+from daemon.execution.reconcile import venue_net_position
 from daemon.execution.errors import (
     AccountNotFound,
     AuthError,
@@ -43,7 +44,7 @@ async def test_login_account_and_reads(bars):  # noqa: F811
         orders = await client.search_orders(ACCOUNT, START - timedelta(days=1))
         assert [o["id"] for o in orders] == [order_id] and orders[0]["customTag"] == "t-1"
         positions = await client.search_open_positions(ACCOUNT)
-        assert net_position(positions, CONTRACT) == 1 == venue.net_position()
+        assert venue_net_position(positions, CONTRACT) == 1 == venue.net_position()
         trades = await client.search_trades(ACCOUNT, START - timedelta(days=1))
         assert trades[0]["orderId"] == order_id and isinstance(trades[0]["price"], Decimal)
         assert await client.search_open_orders(ACCOUNT) == []

@@ -35,19 +35,23 @@ from tenacity.wait import wait_random_exponential
 
 from daemon.clock import Clock, WallClock
 from daemon.config import ProjectXSection
+from daemon.execution.answers import (
+    check_envelope,
+    parse_envelope,
+    place_answer,
+    raise_for_status,
+)
 from daemon.execution.errors import (
     AccountNotFound,
     AuthError,
-    BadRequest,
     ContractNotFound,
     EnvelopeError,
     GatewayError,
     GatewayUnavailable,
     InsecureBaseURL,
+    OrderNotSent,
     OrderOutcomeUnknown,
-    OrderRejected,
     RateLimited,
-    TagInUse,
 )
 from daemon.execution.models import (
     Account,
@@ -56,7 +60,6 @@ from daemon.execution.models import (
     OrderType,
     dumps,
     jwt_expiry,
-    loads,
     parse_bar,
     tick_align,
     to_decimal,
@@ -64,11 +67,13 @@ from daemon.execution.models import (
 from daemon.execution.ratelimit import LimitSpec, RateLimiter
 from daemon.execution.urls import base_url_problem
 from daemon.logs import get_logger, register_secret
+from daemon.timeutil import iso
 
 T = TypeVar("T")
 DEFAULT_TOKEN_LIFETIME_S = 86_400.0  # when a token's exp cannot be read
-TAG_IN_USE_WORDS = ("custom tag", "in use")
 PLACE_PATH = "/api/Order/place"
+REPLAY_TIME_HEADER = "X-Replay-Time"
+LastCheck = Callable[[], str | None]
 
 
 def rate_class(path: str) -> str:
@@ -78,21 +83,6 @@ def rate_class(path: str) -> str:
     if path == PLACE_PATH:
         return "orders"
     return "general"
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare, fall back to backoff
-
-
-def _is_tag_in_use(message: str | None) -> bool:
-    text = (message or "").lower()
-    return all(w in text for w in TAG_IN_USE_WORDS)
 
 
 class ProjectXClient:
@@ -135,6 +125,9 @@ class ProjectXClient:
         self._order_slot_ns: int | None = None  # a slot taken by wait_for_order_slot
         self._slot_wait_ns = 0  # its wait, once an Order/place used it
         self.counters = {"logins": 0, "validates": 0, "relogins_401": 0, "retries": 0}
+        # A replay's market time, sent as X-Replay-Time so that the paper venue's market
+        # follows the replay's bars (the real Gateway ignores the header); None live.
+        self.market_time: Callable[[], datetime | None] | None = None
 
     # ---- plumbing ---------------------------------------------------------------------------
     async def aclose(self) -> None:
@@ -150,19 +143,25 @@ class ProjectXClient:
     def _now(self) -> float:
         return self.clock.now().timestamp()
 
-    async def _send(self, path: str, body: dict[str, Any] | None,
-                    token: str | None) -> httpx.Response:
-        """Wait for the rate class, then one HTTP POST; raw httpx exceptions pass through."""
+    async def _send(self, path: str, body: dict[str, Any] | None, token: str | None,
+                    last_check: LastCheck | None = None) -> httpx.Response:
+        """Wait for the rate class, then one HTTP POST; raw httpx exceptions pass through.
+        `last_check` runs after every wait, as the last statement before the request is
+        written: a reason it returns raises OrderNotSent and nothing goes out."""
         if path == PLACE_PATH and self._order_slot_ns is not None:
             # the wait happened before place_order (wait_for_order_slot), not inside it
             self._slot_wait_ns, self._order_slot_ns, waited_s = self._order_slot_ns, None, 0.0
         else:
             waited_s = await self.limiter.acquire(rate_class(path))
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if self.market_time is not None and (at := self.market_time()) is not None:
+            headers[REPLAY_TIME_HEADER] = iso(at)
         content = dumps(body) if body is not None else b""
         t2 = time.perf_counter_ns()
         try:
-            resp = await self._http.post(path, content=content, headers=headers)
+            if last_check is not None and (reason := last_check()):
+                raise OrderNotSent((body or {}).get("customTag"), reason)
+            resp = await self._http.post(path, content=content, headers=headers or None)
             # httpx 0.28 leaves the read response in a reference cycle with its stream
             # wrapper (encode/httpx#3733), which holds the request, URL, headers and the
             # connection's streams: ~40 objects per call that only a garbage collection frees,
@@ -202,44 +201,6 @@ class ProjectXClient:
     async def _retry(self, fn: Callable[[], Awaitable[T]]) -> T:
         return await self._retrying()(fn)
 
-    @staticmethod
-    def _raise_for_status(resp: httpx.Response, endpoint: str) -> None:
-        """Map a non-200 answer to its typed error (429, 5xx, other 4xx)."""
-        status = resp.status_code
-        if status == 200:
-            return
-        if status == 429:
-            raise RateLimited(endpoint, _retry_after(resp))
-        if status >= 500:
-            raise GatewayUnavailable(endpoint, f"HTTP {status}", status)
-        detail = resp.text[:300]
-        try:
-            body = loads(resp.content)
-            if isinstance(body, dict):
-                detail = str(body.get("detail") or body.get("title") or body.get("errorMessage")
-                              or detail)
-        except ValueError:
-            pass
-        raise BadRequest(endpoint, status, detail)
-
-    @staticmethod
-    def _parse(resp: httpx.Response, endpoint: str) -> dict[str, Any]:
-        try:
-            body = loads(resp.content)
-        except ValueError:
-            raise GatewayUnavailable(endpoint, "answer is not JSON", resp.status_code) from None
-        if not isinstance(body, dict) or "success" not in body:
-            raise GatewayUnavailable(endpoint, "answer is not a Gateway envelope",
-                                     resp.status_code)
-        return body
-
-    @staticmethod
-    def _envelope(body: dict[str, Any], endpoint: str) -> dict[str, Any]:
-        if not body.get("success"):
-            raise EnvelopeError(endpoint, int(body.get("errorCode") or -1),
-                                body.get("errorMessage"))
-        return body
-
     # ---- session ----------------------------------------------------------------------------
     def _set_token(self, token: str) -> None:
         register_secret(token)  # before anything could log it
@@ -262,8 +223,8 @@ class ProjectXClient:
             resp = await self._send(path, body, token)
             if resp.status_code == 401:
                 raise AuthError(f"{endpoint}: token refused (HTTP 401)")
-            self._raise_for_status(resp, endpoint)
-            return self._parse(resp, endpoint)
+            raise_for_status(resp, endpoint)
+            return parse_envelope(resp, endpoint)
 
         answer = await self._transport_guard(endpoint, once)
         new = answer.get(field)
@@ -355,10 +316,10 @@ class ProjectXClient:
 
         async def once() -> dict[str, Any]:
             resp = await self._authed(path, body)
-            self._raise_for_status(resp, endpoint)
-            return self._parse(resp, endpoint)
+            raise_for_status(resp, endpoint)
+            return parse_envelope(resp, endpoint)
 
-        return self._envelope(await self._transport_guard(endpoint, once), endpoint)
+        return check_envelope(await self._transport_guard(endpoint, once), endpoint)
 
     # ---- accounts and contracts -------------------------------------------------------------
     async def search_accounts(self, only_active: bool = True) -> list[Account]:
@@ -451,7 +412,7 @@ class ProjectXClient:
 
     async def place_order(self, *, account_id: int, contract_id: str, type: int, side: int,
                           size: int, limit_price: Any = None, stop_price: Any = None,
-                          custom_tag: str | None) -> int:
+                          custom_tag: str | None, last_check: LastCheck | None = None) -> int:
         """Order/place; the new order's id. NEVER retried: timeout, HTTP 5xx, a dropped
         connection or an unreadable answer raise OrderOutcomeUnknown (resolve by the tag).
         TagInUse for "custom tag already in use", OrderRejected for any other refusal (with
@@ -460,7 +421,10 @@ class ProjectXClient:
         GatewayUnavailable (the last three come from the token refresh or the tick-size
         lookup before the request is sent), or ValueError (a bad type, side or size).
         Prices are aligned to the tick away from the market (a buy limit down, a sell limit
-        up; stops the other way), so an order never gets a worse price than asked."""
+        up; stops the other way), so an order never gets a worse price than asked.
+        `last_check()` runs after everything that can wait (tick size, token, rate slot, a
+        re-login after a 401), immediately before each write of the request; a reason it
+        returns raises OrderNotSent and nothing is sent."""
         t_start = time.perf_counter_ns()
         self._wire_ns = self._wait_ns = self._slot_wait_ns = 0
         order_type, order_side = OrderType(type), OrderSide(side)
@@ -480,21 +444,23 @@ class ProjectXClient:
             body["customTag"] = custom_tag
         await self.ensure_token()
         try:
-            return self._place_answer(await self._place_exchange(body, custom_tag), custom_tag)
+            answer = await self._place_exchange(body, custom_tag, last_check)
+            return place_answer(answer, custom_tag, self.log)
         finally:
             total = time.perf_counter_ns() - t_start
             self.last_place_wire_ns = self._wire_ns
             self.last_place_wait_ns = self._wait_ns + self._slot_wait_ns  # both limiter waits
             self.last_place_overhead_ns = total - self._wire_ns - self._wait_ns
 
-    async def _place_exchange(self, body: dict[str, Any], tag: str | None) -> httpx.Response:
+    async def _place_exchange(self, body: dict[str, Any], tag: str | None,
+                              last_check: LastCheck | None) -> httpx.Response:
         path = PLACE_PATH
         try:
             token = self._token
-            resp = await self._send(path, body, token)
+            resp = await self._send(path, body, token, last_check)
             if resp.status_code == 401:  # refused before processing: safe to resend once
                 await self._relogin_after_401(token, path)
-                resp = await self._send(path, body, self._token)
+                resp = await self._send(path, body, self._token, last_check)
         except httpx.TimeoutException as err:
             self.log.warning("order_outcome_unknown", custom_tag=tag, reason=type(err).__name__)
             raise OrderOutcomeUnknown(tag, f"timeout ({type(err).__name__})") from None
@@ -502,33 +468,6 @@ class ProjectXClient:
             self.log.warning("order_outcome_unknown", custom_tag=tag, reason=type(err).__name__)
             raise OrderOutcomeUnknown(tag, f"connection lost ({type(err).__name__})") from None
         return resp
-
-    def _place_answer(self, resp: httpx.Response, tag: str | None) -> int:
-        status = resp.status_code
-        if status == 401:
-            raise AuthError("Order/place: HTTP 401 again right after a fresh login")
-        if status == 429:
-            raise RateLimited("Order/place", _retry_after(resp))
-        if status >= 500:
-            self.log.warning("order_outcome_unknown", custom_tag=tag, reason=f"HTTP {status}")
-            raise OrderOutcomeUnknown(tag, f"HTTP {status}")
-        if status != 200:
-            self._raise_for_status(resp, "Order/place")
-        try:
-            body = loads(resp.content)
-            if not isinstance(body, dict) or "success" not in body:
-                raise ValueError("not an envelope")
-        except ValueError:
-            raise OrderOutcomeUnknown(tag, "unreadable answer") from None
-        order_id = body.get("orderId")
-        order_id = int(order_id) if order_id is not None else None
-        if not body.get("success"):
-            code, message = int(body.get("errorCode") or -1), body.get("errorMessage")
-            cls = TagInUse if _is_tag_in_use(message) else OrderRejected
-            raise cls("Order/place", code, message, order_id, tag)
-        if order_id is None:
-            raise OrderOutcomeUnknown(tag, "success without an orderId")
-        return order_id
 
     async def cancel_order(self, account_id: int, order_id: int) -> None:
         """Order/cancel (not retried: GatewayUnavailable on transport/5xx, then look the order
@@ -542,8 +481,8 @@ class ProjectXClient:
         except httpx.TransportError as err:
             raise GatewayUnavailable("Order/cancel",
                                      f"transport ({type(err).__name__})") from None
-        self._raise_for_status(resp, "Order/cancel")
-        self._envelope(self._parse(resp, "Order/cancel"), "Order/cancel")
+        raise_for_status(resp, "Order/cancel")
+        check_envelope(parse_envelope(resp, "Order/cancel"), "Order/cancel")
 
     async def search_orders(self, account_id: int, start: datetime,
                             end: datetime | None = None) -> list[dict[str, Any]]:
@@ -572,14 +511,4 @@ class ProjectXClient:
         return list((await self._read("/api/Trade/search", body)).get("trades") or [])
 
 
-def net_position(positions: list[dict[str, Any]], contract_id: str) -> int:
-    """Signed size (long > 0) of `contract_id` in a Position/searchOpen answer."""
-    net = 0
-    for p in positions:
-        if p.get("contractId") == contract_id:
-            size = int(p.get("size") or 0)
-            net += size if int(p.get("type") or 0) == 1 else -size
-    return net
-
-
-__all__ = ["ProjectXClient", "net_position", "rate_class", "to_decimal"]
+__all__ = ["ProjectXClient", "rate_class", "to_decimal"]

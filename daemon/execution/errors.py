@@ -98,6 +98,16 @@ class OrderOutcomeUnknown(GatewayError):
         super().__init__(f"Order/place outcome unknown for tag {custom_tag!r}: {reason}")
 
 
+class OrderNotSent(GatewayError):
+    """Order/place was not written: the caller's last check before the request said no
+    (`reason`: "kill_switch", "stopping"). Nothing reached the venue."""
+
+    def __init__(self, custom_tag: str | None, reason: str) -> None:
+        self.custom_tag = custom_tag
+        self.reason = reason
+        super().__init__(f"Order/place for tag {custom_tag!r} not sent: {reason}")
+
+
 class ContractNotFound(GatewayError):
     """No contract matches exactly (a substring match is never taken)."""
 

@@ -8,11 +8,14 @@
     UNKNOWN ──lookup absent, N times──► (resend due) ──send──► SENT   (same tag)
                                                     └─kill switch─► BLOCKED
     PENDING ──start-up lookup finds the tag──► RESOLVED   (sent by a process that died)
+    ACCEPTED | RESOLVED-accepted ──the venue ends the order──► CANCELLED | EXPIRED | REJECTED
 
-ACCEPTED, REJECTED, RESOLVED and BLOCKED are final; fills (from Trade/search) are recorded on
-ACCEPTED and RESOLVED-accepted records without changing their state. An Order/place is only
-ever sent from PENDING, or from UNKNOWN after `unknown_checks` successful lookups that did not
-find the tag: never blindly.
+ACCEPTED, REJECTED, RESOLVED, BLOCKED, CANCELLED and EXPIRED are final for the submitter (no
+request is ever sent for them again); fills are recorded on accepted records (and on ended
+ones, for fills reported late) without changing their state. An accepted record stays open
+until its order is filled or ended at the venue; an ended record keeps the quantity that
+filled. An Order/place is only ever sent from PENDING, or from UNKNOWN after `unknown_checks`
+successful lookups that did not find the tag: never blindly.
 
 The customTag is `ax-<instance id>-<run epoch>-<intent id>`: a restart regenerates the same
 tag for the same intent (the instance id is kept in the store, the epoch changes only when a
@@ -43,10 +46,18 @@ class State(StrEnum):
     UNKNOWN = "UNKNOWN"
     RESOLVED = "RESOLVED"
     BLOCKED = "BLOCKED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
 
 
-FINAL = frozenset({State.ACCEPTED, State.REJECTED, State.RESOLVED, State.BLOCKED})
+FINAL = frozenset({State.ACCEPTED, State.REJECTED, State.RESOLVED, State.BLOCKED,
+                   State.CANCELLED, State.EXPIRED})
 IN_FLIGHT = frozenset({State.PENDING, State.SENT, State.UNKNOWN})
+ENDED = frozenset({State.CANCELLED, State.EXPIRED, State.REJECTED})
+# The venue's terminal order statuses that end an accepted record, and the state they give.
+ENDED_BY_STATUS = {int(OrderStatus.CANCELLED): State.CANCELLED,
+                   int(OrderStatus.EXPIRED): State.EXPIRED,
+                   int(OrderStatus.REJECTED): State.REJECTED}
 
 
 class IllegalTransition(AnchordError):
@@ -113,13 +124,21 @@ class OutboxRecord:
 
     @property
     def may_be_live(self) -> bool:
-        """The venue may hold an order for this intent (counted in the expected position)."""
-        return self.accepted or self.state in (State.SENT, State.UNKNOWN) or (
-            self.state == State.PENDING)
+        """The venue may hold an order for this intent that can still fill."""
+        return self.accepted or self.state in IN_FLIGHT
 
     @property
-    def signed_filled(self) -> int:
-        return self.filled if self.side == Side.BUY else -self.filled
+    def open(self) -> bool:
+        """The record may still change: in flight, or accepted and not fully filled."""
+        return self.state in IN_FLIGHT or (self.accepted and self.filled < self.size)
+
+    @property
+    def working(self) -> int:
+        """Signed contracts that may still fill (the whole order while it is in flight)."""
+        if not self.may_be_live:
+            return 0
+        left = self.size - self.filled
+        return left if self.side == Side.BUY else -left
 
 
 # ---- events -------------------------------------------------------------------------------
@@ -182,6 +201,16 @@ class Blocked:
 
 
 @dataclass(frozen=True)
+class Ended:
+    """The venue ended an accepted order (Order/search status Cancelled, Expired or Rejected)
+    with `fill_volume` contracts filled."""
+
+    status: int
+    fill_volume: int
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Filled:
     """The total filled quantity of the order so far (idempotent), from Trade/search."""
 
@@ -190,7 +219,8 @@ class Filled:
     at: datetime
 
 
-Event = Sent | Accepted | Rejected | Unknown | Restarted | Found | Absent | Blocked | Filled
+Event = (Sent | Accepted | Rejected | Unknown | Restarted | Found | Absent | Blocked | Ended
+         | Filled)
 
 
 def _illegal(rec: OutboxRecord, event: Event) -> IllegalTransition:
@@ -249,7 +279,14 @@ def transition(rec: OutboxRecord, event: Event) -> OutboxRecord:
     elif isinstance(event, Blocked):
         if s == State.PENDING or (s == State.UNKNOWN and rec.resend_due):
             return r(rec, state=State.BLOCKED, reason=event.reason, updated_at=event.at)
-    elif isinstance(event, Filled) and rec.accepted and 0 <= event.filled <= rec.size:
+    elif isinstance(event, Ended):
+        state = ENDED_BY_STATUS.get(int(event.status))
+        if rec.accepted and state is not None:
+            filled = max(rec.filled, min(int(event.fill_volume), rec.size))
+            return r(rec, state=state, filled=filled, updated_at=event.at,
+                     reason=rec.reason or f"ended at the venue ({state.value.lower()})")
+    elif isinstance(event, Filled) and (rec.accepted or rec.state in ENDED) and \
+            rec.order_id is not None and 0 <= event.filled <= rec.size:
         return r(rec, filled=event.filled, fill_price=event.price, updated_at=event.at)
     raise _illegal(rec, event)
 

@@ -35,7 +35,7 @@ order on our side, see `anchord bench submit`), and what such a loss can do is c
 With `fsync_before_send = true` the PENDING write is fsynced (one fsync per order), for a desk
 that prefers not to lean on the venue's order history after a power cut. BLOCKED (the kill
 switch stopped a send) is always fsynced, like every risk-state write (kill switch, news
-embargo, positions adopted at start-up): those are not re-derivable from the venue. So is the
+embargo, the ledger's fills and adoptions): those are not re-derivable from the venue. So is the
 outbox's start time (`started_at`), written before its first record: the recovery search of an
 outbox that lost every record starts there.
 """
@@ -43,6 +43,7 @@ outbox that lost every record starts there.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -116,16 +117,6 @@ def _detail(event: Event) -> str:
     return getattr(event, "reason", "") or str(getattr(event, "order_id", "") or "")
 
 
-def _open(rec: OutboxRecord) -> bool:
-    """The record may still change: in flight, or accepted and not fully filled."""
-    return rec.state in IN_FLIGHT or (rec.accepted and rec.filled < rec.size)
-
-
-def _contribution(rec: OutboxRecord) -> tuple[int, int]:
-    """What the record adds to (expected position, filled position)."""
-    return (rec.signed_size if rec.may_be_live else 0), rec.signed_filled
-
-
 _STARTED_KEY = "outbox_started_at"
 
 
@@ -133,24 +124,25 @@ class Outbox:
     """The outbox table of a Store: add intents, apply events, read records.
 
     The Outbox is the table's only writer in the process, so it keeps in memory what the hot
-    path reads (every record that may still change, the next seq, and the positions the
-    records explain) and writes through to SQLite: an order's transitions and a bar's position
-    check cost no table scan and no row parsing. Settled records (final and, if accepted,
-    fully filled) live only in the table."""
+    path reads (every record that may still change, the next seq, and the contracts our
+    orders may still fill) and writes through to SQLite: an order's transitions and a bar's
+    sizing cost no table scan and no row parsing. Settled records (final and, if accepted,
+    fully filled or ended at the venue) live only in the table. Positions are the ledger's
+    (daemon/execution/ledger.py): the outbox only says what may still fill."""
 
     def __init__(self, store: Store, *, fsync_pending: bool = False) -> None:
         self.store = store
         self.conn = store.conn
         self.fsync_pending = fsync_pending
         self._open: dict[str, OutboxRecord] = {}
-        self._expected: dict[str, int] = {}
-        self._filled: dict[str, int] = {}
-        self._base: dict[str, int] = {}
+        self._working: dict[str, int] = {}
         self._started: datetime | None = None
         # per tag: the record as on disk, and the steps since (`mark_sent`) not yet written
         self._unsaved: dict[str, tuple[OutboxRecord, list[tuple[OutboxRecord, OutboxRecord,
                                                                   Event]]]] = {}
         self._next_seq = 1
+        # Called once per record, when it becomes final (by any event, in any caller).
+        self.on_final: list[Callable[[OutboxRecord], None]] = []
         self._load()
 
     def _load(self) -> None:
@@ -159,26 +151,17 @@ class Outbox:
             "((state = 'ACCEPTED' OR (state = 'RESOLVED' AND outcome = 'accepted')) "
             "AND filled < size) ORDER BY seq").fetchall()
         self._open = {r.tag: r for r in map(_from_row, rows)}
-        for contract, expected, filled in self.conn.execute(
-                "SELECT contract, SUM(CASE WHEN state IN ('PENDING', 'SENT', 'UNKNOWN', "
-                "'ACCEPTED') OR (state = 'RESOLVED' AND outcome = 'accepted') THEN "
-                "(CASE side WHEN 0 THEN size ELSE -size END) ELSE 0 END), "
-                "SUM(CASE side WHEN 0 THEN filled ELSE -filled END) FROM outbox "
-                "GROUP BY contract"):
-            self._expected[contract], self._filled[contract] = int(expected), int(filled)
+        for rec in self._open.values():
+            self._working[rec.contract] = self._working.get(rec.contract, 0) + rec.working
         self._next_seq = int(self.conn.execute(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()[0])
 
     def _cache(self, old: OutboxRecord | None, new: OutboxRecord) -> None:
         """Bring the in-memory view up to date after `new` was committed."""
-        exp, fil = _contribution(new)
-        if old is not None:
-            old_exp, old_fil = _contribution(old)
-            exp, fil = exp - old_exp, fil - old_fil
-        c = new.contract
-        self._expected[c] = self._expected.get(c, 0) + exp
-        self._filled[c] = self._filled.get(c, 0) + fil
-        if _open(new):
+        change = new.working - (old.working if old is not None else 0)
+        if change:
+            self._working[new.contract] = self._working.get(new.contract, 0) + change
+        if new.open:
             self._open[new.tag] = new
         else:
             self._open.pop(new.tag, None)
@@ -273,6 +256,9 @@ class Outbox:
                             iso(e.at)) for a, b, e in steps])
         self._unsaved.pop(tag, None)
         self._cache(old, new)
+        if new.final and not old.final:
+            for hook in self.on_final:
+                hook(new)
         return new
 
     def get(self, tag: str) -> OutboxRecord | None:
@@ -296,8 +282,8 @@ class Outbox:
                       key=lambda r: r.seq)
 
     def unfilled(self) -> list[OutboxRecord]:
-        """Accepted records whose order is not fully filled yet, in the order they were
-        added."""
+        """Accepted records whose order is not fully filled (nor ended) yet, in the order they
+        were added."""
         return sorted((r for r in self._open.values() if r.accepted), key=lambda r: r.seq)
 
     def counts(self) -> dict[str, int]:
@@ -314,22 +300,22 @@ class Outbox:
                                      (tag,)).fetchall()
         return [dict(r) for r in rows]
 
-    # -- the positions the outbox explains ----------------------------------------------------
-    def expected_position(self, contract: str) -> int:
-        """Base position plus every order that is or may be at the venue (for new intents)."""
-        return self.base_position(contract) + self._expected.get(contract, 0)
+    # -- what our orders may still add to the position -------------------------------------
+    def working_position(self, contract: str) -> int:
+        """Signed contracts our orders may still fill: the whole of every order in flight and
+        the unfilled rest of every accepted one (the Trader adds it to the ledger's position,
+        so an order the venue may still fill is never sent twice)."""
+        return self._working.get(contract, 0)
 
-    def filled_position(self, contract: str) -> int:
-        """Base position plus the fills recorded from Trade/search (compare with the venue)."""
-        return self.base_position(contract) + self._filled.get(contract, 0)
+    def by_order_id(self, order_id: int) -> OutboxRecord | None:
+        """Our record of the venue order `order_id` (open ones from memory), or None."""
+        for rec in self._open.values():
+            if rec.order_id == order_id:
+                return rec
+        row = self.conn.execute("SELECT * FROM outbox WHERE order_id = ?",
+                                (int(order_id),)).fetchone()
+        return None if row is None else _from_row(row)
 
-    def base_position(self, contract: str) -> int:
-        """A venue position adopted at start-up (`adopt_venue_position`), else 0."""
-        if contract not in self._base:
-            value = self.store.get_meta(f"outbox_base_position:{contract}")
-            self._base[contract] = int(value) if value else 0
-        return self._base[contract]
-
-    def set_base_position(self, contract: str, value: int) -> None:
-        self.store.set_meta(f"outbox_base_position:{contract}", str(int(value)))
-        self._base[contract] = int(value)
+    def oldest_open_at(self) -> datetime | None:
+        """Creation time of the oldest open record (where a fill search must start)."""
+        return min((r.created_at for r in self._open.values()), default=None)

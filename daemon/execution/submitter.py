@@ -1,9 +1,12 @@
 """The submitter: drives outbox records to a final state, exactly once per intent.
 
 Order/place is never resent blindly. Per record (see daemon/execution/order_states.py):
-- PENDING: wait for the rate limits' slot, then check the kill switch immediately before the
-  request (on → BLOCKED), mark it SENT (written with the outcome, in one commit: see
-  daemon/execution/outbox.py), then place: an order id → ACCEPTED; a rejection → REJECTED; a
+- PENDING: wait for the rate limits' slot, then place. Everything in the request that can
+  wait (the slot, the tick size, a token refresh or login, a re-login after a 401) comes
+  before the last check, which the client runs as the last statement before it writes the
+  request (`last_check`): the kill switch on → BLOCKED and nothing goes out; stopping → left
+  PENDING for the next start; else the record is marked SENT (written with the outcome, in one
+  commit: see daemon/execution/outbox.py). An order id → ACCEPTED; a rejection → REJECTED; a
   timeout, 5xx, dropped connection, 429 or "custom tag already in use" → UNKNOWN.
 - UNKNOWN: after a settle delay, look the tag up (Order/search over the order's time window);
   found → RESOLVED. A lookup that fails is not counted; after `unknown_checks` successful
@@ -12,6 +15,9 @@ Order/place is never resent blindly. Per record (see daemon/execution/order_stat
 
 Records are driven one at a time, in the order their intents were added, by one worker task;
 `wait_final` lets a replay with `pace = 0` hold the next bar until this bar's orders are final.
+The outbox's `on_final` hooks run once per record, when it becomes final. An order accepted
+while the kill switch is on is cancelled at once when `cancel_on_kill` says so (it was in
+flight when the switch was engaged).
 Stopping (SIGTERM) never waits on the network: waiters are released and the in-flight record
 is left for start-up reconciliation.
 """
@@ -22,8 +28,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import anyio
@@ -34,6 +40,7 @@ from daemon.execution.errors import (
     AuthError,
     BadRequest,
     GatewayError,
+    OrderNotSent,
     OrderOutcomeUnknown,
     OrderRejected,
     RateLimited,
@@ -105,7 +112,8 @@ class Submitter:
         self.errors = 0  # definitive submit errors (rejections)
         self.timing_errors = 0  # lost answers (timeouts, 5xx, resets, 429, tag in use)
         self.place_latency_us: deque[float] = deque(maxlen=10_000)
-        self.on_final: list[Callable[[OutboxRecord], None]] = []
+        self.cancel_on_kill: Callable[[], bool] = lambda: True
+        outbox.on_final.append(self._finished)
 
     # -- intake ---------------------------------------------------------------------------
     def enqueue(self, intent: OrderIntent, tag: str, epoch: int) -> OutboxRecord:
@@ -181,38 +189,46 @@ class Submitter:
         while rec is not None and not rec.final and not self.stopping:
             action = states.next_action(rec)
             if action in ("send", "resend"):
+                before = rec.state
                 rec = await self._send(rec)
+                if rec.state == before and not rec.final and not self.stopping:
+                    # nothing went out (a login or tick-size lookup failed): try again later
+                    await self.clock.sleep(self.settings().lookup_retry_s)
             elif action == "lookup":
                 rec = await self._lookup(rec)
             else:  # SENT with nobody sending (a send cut short by an error): it may have landed
                 rec = self.outbox.apply(tag, states.Restarted(self.clock.now()))
-        if rec is not None and rec.final:
-            self._finished(rec)
         return rec
 
     def _finished(self, rec: OutboxRecord) -> None:
         event = self._final.pop(rec.tag, None)
         if event is not None:
             event.set()
-        for hook in self.on_final:
-            hook(rec)
+
+    def last_check(self, tag: str) -> str | None:
+        """Run by the client as the last statement before an Order/place is written: the
+        reason it must not go out ("kill_switch", "stopping"), or None after marking the
+        record SENT."""
+        if self.stopping:
+            return "stopping"
+        if self.risk.kill_switch:
+            return "kill_switch"
+        rec = self.outbox.get(tag)
+        if rec is not None and rec.state != State.SENT:  # a resend after a 401 is one attempt
+            self.outbox.mark_sent(tag, self.clock.now())
+        return None
 
     async def _send(self, rec: OutboxRecord) -> OutboxRecord:
-        # The rate limits' wait (up to 1/qps) comes first, so that the kill switch is checked
-        # after it, immediately before the Order/place, and no order leaves after a kill.
         await self.client.wait_for_order_slot()
-        now = self.clock.now()
-        if self.risk.kill_switch:
-            self.log.warning("order_blocked", tag=rec.tag, intent_id=rec.intent_id,
-                             reason="kill_switch")
-            return self.outbox.apply(rec.tag, states.Blocked("kill_switch", now))
-        rec = self.outbox.mark_sent(rec.tag, now)  # written with the answer
         t0 = time.perf_counter_ns()
         try:
             oid = await self.client.place_order(
                 account_id=self.account_id(), contract_id=rec.contract,
                 type=LIMIT if rec.limit_price is not None else MARKET, side=int(rec.side),
-                size=rec.size, limit_price=rec.limit_price, custom_tag=rec.tag)
+                size=rec.size, limit_price=rec.limit_price, custom_tag=rec.tag,
+                last_check=partial(self.last_check, rec.tag))
+        except OrderNotSent as err:
+            return self._not_sent(rec.tag, err.reason)
         except TagInUse as err:
             return self._unknown(rec, f"tag in use: {err.message}")
         except OrderRejected as err:
@@ -226,15 +242,32 @@ class Submitter:
             self.log.warning("order_rejected", tag=rec.tag, reason=str(err))
             return self.outbox.apply(rec.tag, states.Rejected(str(err), self.clock.now()))
         except (OrderOutcomeUnknown, RateLimited, AuthError, GatewayError) as err:
-            return self._unknown(rec, str(err))
+            return self._unknown(self.outbox.get(rec.tag) or rec, str(err))
         except (OSError, anyio.BrokenResourceError) as err:
-            return self._unknown(rec, repr(err))
+            return self._unknown(self.outbox.get(rec.tag) or rec, repr(err))
         self.place_latency_us.append((time.perf_counter_ns() - t0) / 1000)
         self.log.info("order_accepted", tag=rec.tag, order_id=oid, side=int(rec.side),
-                      size=rec.size, attempt=rec.attempts)
-        return self.outbox.apply(rec.tag, states.Accepted(int(oid), self.clock.now()))
+                      size=rec.size, attempt=self.outbox.get(rec.tag).attempts)
+        rec = self.outbox.apply(rec.tag, states.Accepted(int(oid), self.clock.now()))
+        await self._cancel_if_killed(rec)
+        return rec
+
+    def _not_sent(self, tag: str, reason: str) -> OutboxRecord:
+        """The last check stopped the request: under the kill switch the record is BLOCKED
+        (never sent); when stopping it stays as it is on disk, for the next start."""
+        rec = self.outbox.get(tag)
+        assert rec is not None
+        if rec.state == State.SENT:  # a 401 answered the first request: look it up anyway
+            return self._unknown(rec, f"not resent after HTTP 401 ({reason})")
+        if reason != "kill_switch":
+            return rec
+        self.log.warning("order_blocked", tag=tag, intent_id=rec.intent_id, reason=reason)
+        return self.outbox.apply(tag, states.Blocked(reason, self.clock.now()))
 
     def _unknown(self, rec: OutboxRecord, reason: str) -> OutboxRecord:
+        if rec.state != State.SENT:  # failed before the last check: nothing went out
+            self.log.warning("order_not_sent", tag=rec.tag, reason=reason)
+            return rec
         self.timing_errors += 1
         self.log.warning("order_outcome_unknown", tag=rec.tag, reason=reason,
                          attempt=rec.attempts)
@@ -247,7 +280,9 @@ class Submitter:
         if found is None:
             await self.clock.sleep(s.lookup_retry_s)
             return self.outbox.get(rec.tag) or rec
-        return self.resolve(rec, found.get(rec.tag), s.unknown_checks)
+        rec = self.resolve(rec, found.get(rec.tag), s.unknown_checks)
+        await self._cancel_if_killed(rec)
+        return rec
 
     def resolve(self, rec: OutboxRecord, order: Any, limit: int) -> OutboxRecord:
         """Apply one successful lookup's answer for `rec` (order None = tag not found)."""
@@ -278,36 +313,27 @@ class Submitter:
         return {t: o for o in orders if (t := order_tag(o))}
 
     # -- fills and kill-switch cancels --------------------------------------------------------
-    async def sync_fills(self, since: datetime | None = None) -> int:
-        """Record fills (Trade/search) on accepted records that are not fully filled; returns
-        how many records changed. Failures are logged and retried next time."""
-        open_recs = [r for r in self.outbox.unfilled() if r.order_id is not None]
-        if not open_recs:
-            return 0
-        start = since or (min(r.created_at for r in open_recs) - LOOKUP_MARGIN)
+    async def _cancel_if_killed(self, rec: OutboxRecord) -> None:
+        """An order acknowledged while the kill switch is on was in flight when it engaged:
+        cancel it now (if `cancel_on_kill`), so no order of ours rests after a kill."""
+        if self.risk.kill_switch and rec.accepted and rec.filled < rec.size \
+                and self.cancel_on_kill():
+            await self.cancel(rec, "kill_switch")
+
+    async def cancel(self, rec: OutboxRecord, reason: str) -> bool:
+        """Order/cancel for our accepted record `rec` (its end is recorded when the venue's
+        order says so); True when the venue took the cancel. Failures are logged."""
+        if rec.order_id is None:
+            return False
         try:
-            trades = await self.client.search_trades(self.account_id(), start,
-                                                     self.clock.now() + LOOKUP_MARGIN)
+            await self.client.cancel_order(self.account_id(), int(rec.order_id))
         except (GatewayError, OSError) as err:
-            self.log.warning("fill_sync_failed", error=str(err))
-            return 0
-        by_order: dict[int, list[Any]] = {}
-        for t in trades:
-            if field_of(t, "voided"):
-                continue
-            by_order.setdefault(int(field_of(t, "orderId", "order_id")), []).append(t)
-        changed = 0
-        for rec in open_recs:
-            fills = by_order.get(int(rec.order_id or 0), [])
-            size = sum(int(field_of(t, "size")) for t in fills)
-            if not fills or size == rec.filled:
-                continue
-            notional = sum(Decimal(str(field_of(t, "price"))) * int(field_of(t, "size"))
-                           for t in fills)
-            self.outbox.apply(rec.tag, states.Filled(min(size, rec.size), notional / size,
-                                                 self.clock.now()))
-            changed += 1
-        return changed
+            self.log.warning("order_cancel_failed", tag=rec.tag, order_id=rec.order_id,
+                             reason=reason, error=str(err))
+            return False
+        self.log.warning("order_cancel_requested", tag=rec.tag, order_id=rec.order_id,
+                         reason=reason)
+        return True
 
     async def cancel_open_orders(self, prefix: str) -> int:
         """Cancel this installation's open orders (tags starting with `prefix`)."""

@@ -3,7 +3,7 @@
     features → whiten (artifact whitener, same as the indexed vectors) → retrieve (FAISS k-NN)
     → neighbours (stats of the neighbours' outcomes) → forecast (serving model) → score
     (CatBoost) → calibrate → decide (target position)            ... `decide(bar)`
-    → risk gate on the intent the caller built                    ... `check(intent, bar)`
+    → the caller's gate on the intent it built, timed               ... `check(intent, bar, judge)`
     then, off the timed path: live Tyler shape update, recall checks, calibration monitor,
     periodic latency record                                        ... `after_bar()`
 
@@ -22,7 +22,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,10 @@ from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
 from daemon.pipeline.neighbours import forecaster_input, neighbour_stats, scorer_row
 from daemon.pipeline.retrieval import index_vector
 from daemon.pipeline.tyler import tyler_incremental, whiten
-from daemon.risk import MarketView, RiskLimits, RiskSnapshot, Verdict, gate
+from daemon.risk import RiskLimits, Verdict
 
 STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "calibrate",
           "decide", "gate")
-_MINUTE = timedelta(seconds=60)
-_EMPTY_SNAPSHOT = RiskSnapshot(False, "", (), timedelta(0), timedelta(0), ())
 
 
 @dataclass(frozen=True)
@@ -74,37 +72,15 @@ class PipelineParams:
 
 
 class _BarState:
-    """The rolling state one replay of bars needs (features, whitened window, volatility,
-    book for the gate). `Pipeline` has one for serving; `score_slice` makes fresh ones."""
+    """The rolling state one replay of bars needs (features, whitened window, volatility).
+    `Pipeline` has one for serving; `score_slice` makes fresh ones. The pipeline keeps no book:
+    the position it steps from is the ledger's, handed to `decide`."""
 
     def __init__(self, window: int, vol_halflife: float) -> None:
         self.features = FeatureState()
         self.window: deque[np.ndarray] = deque(maxlen=window)
         self.vol = EwmaVol(vol_halflife)
         self.prev_close = math.nan
-        self.ref_close = math.nan  # the close before the current bar (price-deviation check)
-        # the book the gate sees: position from accepted intents, marked to market per bar
-        self.position = 0
-        self.day: date | None = None
-        self.daily_pnl = 0.0
-        self.orders: deque[datetime] = deque()
-
-    def mark(self, bar: Bar, point_value: float) -> None:
-        """Mark the book to this bar's close (before deciding on it)."""
-        d = bar.ts.date()
-        if d != self.day:
-            self.day, self.daily_pnl = d, 0.0
-        if math.isfinite(self.prev_close):
-            self.daily_pnl += self.position * (bar.close - self.prev_close) * point_value
-
-    def orders_last_minute(self, now: datetime) -> int:
-        """Accepted orders in the 60 s before `now` (older ones are dropped)."""
-        if not self.orders:
-            return 0
-        cutoff = now - _MINUTE
-        while self.orders and self.orders[0] <= cutoff:
-            self.orders.popleft()
-        return len(self.orders)
 
 
 class WarmStages:
@@ -146,7 +122,7 @@ class Pipeline:
     def __init__(self, arts: Any, params: PipelineParams, limits: RiskLimits, *,
                  risk: Any = None, recorder: LatencyRecorder | None = None,
                  metrics: Any = None, log: Any = None, store: Any = None,
-                 clock: Any = None, journal: bool = True) -> None:
+                 clock: Any = None) -> None:
         self.params = params
         self.limits = limits
         self.risk = risk
@@ -154,7 +130,6 @@ class Pipeline:
         self.log = log
         self.store = store
         self.clock = clock
-        self.journal_denials = journal
         self.recorder = recorder or LatencyRecorder()
         self._warm = WarmStages(arts)
         self.previous_warm: WarmStages | None = None
@@ -263,15 +238,16 @@ class Pipeline:
         return old
 
     # -- the bar path ----------------------------------------------------------------------------
-    def decide(self, bar: Bar) -> Decision | None:
-        """Run every model stage on one bar (timed) and return the decision; None while the
+    def decide(self, bar: Bar, position: int = 0) -> Decision | None:
+        """Run every model stage on one bar (timed) and return the decision, stepping from
+        `position` (the ledger's, with what our orders may still fill); None while the
         features or the whitened window are warming up."""
-        out = self._decide(bar)
+        out = self._decide(bar, position)
         if self.on_decided is not None:
             self.on_decided()
         return out
 
-    def _decide(self, bar: Bar) -> Decision | None:
+    def _decide(self, bar: Bar, position: int) -> Decision | None:
         if self._after_pending:  # the previous bar's off-path work did not run yet
             self.after_bar()
         self._close_previous()
@@ -281,11 +257,10 @@ class Pipeline:
         warm = self._warm  # read once: this bar uses this set and model throughout
         serving, cal = warm.serving, warm.cal
         st = self.state
-        st.mark(bar, self.params.decision.point_value)
         with rec.stage("features"):
             sigma = st.vol.update(bar.close)
             feats = st.features.update(bar)
-        st.ref_close, st.prev_close = st.prev_close, bar.close
+        st.prev_close = bar.close
         self._last_feats = None
         if feats is None:
             self.calibration.observe(math.nan, None, bar.close)
@@ -313,7 +288,7 @@ class Pipeline:
             p_up = cal(p_raw)
         with rec.stage("decide"):
             target, edge, reason = target_position(p_up, forecast, sigma, bar.close,
-                                                   self.params.decision, st.position)
+                                                   self.params.decision, position)
         self._t0, self._pending_bar, self._e2e_done = t0, bar, False
         self._decided_ns = rec.start()
         self._last_p = (p_raw, p_up)
@@ -322,26 +297,15 @@ class Pipeline:
             self.metrics.decisions.inc()
         return Decision(bar, target, p_up, edge, forecast, reason, p_raw, serving.name)
 
-    def check(self, intent: OrderIntent, bar: Bar) -> Verdict:
-        """Run the risk gate on an intent built from this bar's decision; a denial is logged,
-        counted and journalled. The first check of a bar closes its end-to-end latency."""
-        st = self.state
+    def check(self, intent: OrderIntent, bar: Bar,
+              judge: Callable[[OrderIntent, Bar], Verdict]) -> Verdict:
+        """Run the daemon's gate (`judge`) on an intent built from this bar's decision, timed
+        as the "gate" stage; the first check of a bar closes its end-to-end latency."""
         with self.recorder.stage("gate"):
-            now = bar.ts if self.params.replay or self.clock is None else self.clock.now()
-            snapshot = self.risk.snapshot() if self.risk is not None else _EMPTY_SNAPSHOT
-            ref = st.ref_close if math.isfinite(st.ref_close) else 0.0
-            market = MarketView(now, bar.ts, ref, st.daily_pnl, st.orders_last_minute(now))
-            verdict = gate(intent, snapshot, self.limits, market)
+            verdict = judge(intent, bar)
         if not self._e2e_done and self._pending_bar is bar:
             self.recorder.end_to_end(self._t0)
             self._e2e_done = True
-        if verdict.accepted:
-            st.orders.append(now)
-            st.position = intent.target_position
-            if self.metrics is not None:
-                self.metrics.risk_accepts.inc()
-        else:
-            self._deny(intent, verdict, bar)
         return verdict
 
     def after_bar(self) -> None:
@@ -449,9 +413,7 @@ class Pipeline:
                 "latency_end_to_end": lat["end_to_end"],
                 "latency_p99_us": {n: s.get("p99_us") for n, s in lat["stages"].items()},
                 **self.recall.snapshot(), **self.calibration.snapshot(),
-                "tyler_shape_drift": round(self.shape_drift(), 5),
-                "book_position": self.state.position,
-                "daily_pnl": round(self.state.daily_pnl, 2)}
+                "tyler_shape_drift": round(self.shape_drift(), 5)}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _close_previous(self) -> None:
@@ -493,18 +455,6 @@ class Pipeline:
             return np.full((1, k), np.inf, np.float32), np.full((1, k), -1, np.int64)
         params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, int(visible)))
         return exact.search(q, k, params=params)
-
-    def _deny(self, intent: OrderIntent, verdict: Verdict, bar: Bar) -> None:
-        if self.metrics is not None:
-            self.metrics.risk_denials.labels(reason=verdict.reason).inc()
-        fields = {"reason": verdict.reason, "intent_id": intent.intent_id,
-                  "side": int(intent.side), "size": intent.size,
-                  "target_position": intent.target_position, "bar_ts": bar.ts.isoformat()}
-        if self.log is not None:
-            self.log.warning("risk_denied", **fields)
-        if self.store is not None and self.journal_denials:
-            self.store.journal("deny", bar.ts, fields)
-
 
 def load_bars(source: str, contract: str) -> list[Bar]:
     """The valid bars of a replay source, in order (invalid rows are skipped here; the ingest
