@@ -501,9 +501,11 @@ class LimitsSection:
     max_position: int = setting(4, reloadable=True, check=at_least(0),
                                 doc="|position| after the order, contracts")
     max_daily_loss: float = setting(5000.0, reloadable=True, check=at_least(0.0),
-                                    doc="currency; 0 = off; reducing orders still pass")
+                                    doc="currency per exchange trading day, realised + "
+                                        "unrealised - fees; 0 = off; reducing orders pass")
     sessions: list[str] = setting([], reloadable=True, check=_sessions_check,
-                                  doc="'Mon-Fri 13:30-20:00' (UTC); empty = always open")
+                                  doc="extra restriction beside the exchange calendar: "
+                                      "'Mon-Fri 13:30-20:00' (UTC); empty = none")
     stale_bar_s: float = setting(0.0, reloadable=True, check=at_least(0.0),
                                  doc="deny when the bar is older than this (0 = off)")
     max_price_deviation: float = setting(0.1, reloadable=True, check=at_least(0.0),

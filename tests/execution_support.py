@@ -63,6 +63,25 @@ def toml_text(doc: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reconciler_for(sub: Any, store: Any, *, instance_id: str = "inst",
+                   on_mismatch: str = "halt") -> Any:
+    """A Reconciler (with its ledger and venue sync) over a Submitter and its Store, as
+    `attach_execution` builds one; the ledger's calendar is always open."""
+    from daemon.execution.ledger import Ledger
+    from daemon.execution.reconcile import Reconciler
+    from daemon.execution.venue_sync import VenueSync
+    from daemon.logs import get_logger
+    from daemon.trading_calendar import ALWAYS_OPEN, TradingCalendar
+
+    log = get_logger("test")
+    ledger = Ledger(store, TradingCalendar(ALWAYS_OPEN), 50.0, log)
+    sync = VenueSync(client=sub.client, outbox=sub.outbox, ledger=ledger, clock=sub.clock,
+                     account_id=sub.account_id, market_time=lambda: None, log=log)
+    return Reconciler(submitter=sub, outbox=sub.outbox, sync=sync, ledger=ledger,
+                      contract=CONTRACT, instance_id=instance_id, log=log,
+                      on_mismatch=lambda: on_mismatch)
+
+
 def config(tmp: Path, doc: dict[str, dict[str, Any]]) -> Any:
     return parse_config(doc, str(tmp / "runtime.toml"))
 

@@ -9,7 +9,7 @@ from daemon.bars.model import Bar
 from daemon.execution import canary as cn
 from daemon.execution.ma_rule import MovingAverageCrossover
 from daemon.intent import intent_for_target
-from daemon.risk import RiskState
+from daemon.risk import MarketView, RiskLimits, RiskState, gate
 
 POLICY = cn.CanaryPolicy(steps=(5, 25, 50, 100), healthy_windows=2, window_bars=3,
                          max_risk_block_rate=0.5, max_p99_latency_ms=20.0, min_ann_recall=0.9)
@@ -80,14 +80,18 @@ def _bars(closes):
 
 def test_ma_crossover_targets_follow_the_averages_and_the_gate():
     risk = RiskState()
-    rule = MovingAverageCrossover(2, 3, 2, risk)
+    rule = MovingAverageCrossover(2, 3, 2)
     out = [rule.decide(b) for b in _bars([10, 11, 12, 10, 9, 9, 12])]
     assert out[:2] == [None, None]
     assert [d.target_position for d in out[2:]] == [2, 0, -2, -2, 2]
     bar = _bars([10])[0]
     intent = intent_for_target("C", bar.ts, 0, 2, 10.0)
-    assert rule.check(intent, bar).accepted
+    # its intents are judged by the gate it is handed (the daemon's one gate, all limits)
+    def judge(i, b):
+        return gate(i, risk.snapshot(), RiskLimits(max_order_size=1), MarketView(b.ts, b.ts, 0))
+
+    assert rule.check(intent, bar, judge).reason == "max_order_size"
     risk.mark_news(bar.ts)
-    assert rule.check(intent, bar).reason == "news_embargo"
+    assert rule.check(intent, bar, judge).reason == "news_embargo"
     risk.kill_switch = True
-    assert rule.check(intent, bar).reason == "kill_switch"
+    assert rule.check(intent, bar, judge).reason == "kill_switch"

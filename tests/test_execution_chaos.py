@@ -11,12 +11,14 @@ import time
 from collections import Counter
 
 from daemon.bars.replay import load_bars
+from daemon.execution.ledger import Ledger
 from daemon.execution.ma_rule import MovingAverageCrossover
 from daemon.execution.order_states import State
 from daemon.execution.outbox import Outbox
 from daemon.intent import intent_for_target
-from daemon.risk import RiskState
+from daemon.logs import get_logger
 from daemon.store import Store
+from daemon.trading_calendar import ALWAYS_OPEN, TradingCalendar
 from daemon.venue import venue_in_thread
 from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, execution_doc, toml_text
 from tests.helpers import DaemonProcess, cli_env, write_config
@@ -29,7 +31,7 @@ KILL_AFTER_ORDERS = int(os.environ.get("CHAOS_KILL_AFTER", "70"))
 
 
 def _uninterrupted_intents() -> list[str]:
-    rule = MovingAverageCrossover(1, 2, 1, RiskState())
+    rule = MovingAverageCrossover(1, 2, 1)
     position, ids = 0, []
     for bar in load_bars("sample:sp500", CONTRACT, START, END):
         decision = rule.decide(bar)
@@ -92,8 +94,9 @@ def test_sigkill_mid_submission_with_every_fault_ends_exact(tmp_path):
         strays = [t for t in tags if t not in ours]  # an order the outbox does not know = lost
         lost = [r.tag for r in recs if r.state not in (State.ACCEPTED, State.REJECTED,
                                                        State.RESOLVED)]
-        daemon_pos = outbox.filled_position(CONTRACT)
-        expected_pos = outbox.expected_position(CONTRACT)
+        daemon_pos = Ledger(store, TradingCalendar(ALWAYS_OPEN), 50.0,
+                            get_logger("test")).position(CONTRACT)
+        expected_pos = daemon_pos + outbox.working_position(CONTRACT)
         print(f"\nCHAOS intents={len(recs)} venue_orders={len(orders)} states={dict(states)} "
               f"duplicates={duplicates} lost={len(lost)} strays={len(strays)} "
               f"resent={sum(1 for r in recs if r.attempts > 1)} killed_at_order={killed_at} "

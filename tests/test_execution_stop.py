@@ -12,10 +12,13 @@ from decimal import Decimal
 
 import anyio
 
+from daemon.execution.ledger import Ledger
 from daemon.execution.order_states import State, make_tag
 from daemon.execution.outbox import Outbox
 from daemon.intent import OrderIntent, Side, make_intent_id
+from daemon.logs import get_logger
 from daemon.store import Store
+from daemon.trading_calendar import ALWAYS_OPEN, TradingCalendar
 from daemon.venue import venue_in_thread
 from tests.execution_support import (
     API_KEY,
@@ -71,7 +74,8 @@ def test_sigterm_does_not_wait_for_a_hanging_order_and_restart_resolves_it(tmp_p
         # looked up at start (absent: the hanging request never placed it), then sent once
         assert after.state == State.ACCEPTED and after.attempts == 1
         assert events[:3] == [("", "PENDING"), ("PENDING", "SENT"), ("SENT", "ACCEPTED")]
-        assert outbox.filled_position(CONTRACT) == venue.net_position()
+        ledger = Ledger(store, TradingCalendar(ALWAYS_OPEN), 50.0, get_logger("test"))
+        assert ledger.position(CONTRACT) == venue.net_position()
         store.close()
 
 
@@ -83,11 +87,13 @@ def _check_status_table(cfg) -> None:
     summary, detail = out.stdout.split("\n\ndetail\n------\n")
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in summary.splitlines())
     assert list(rows) == ["kill switch", "embargo", "canary step", "active adapter",
-                          "last gate decision", "latency p99", "open orders", "position"]
+                          "last gate decision", "latency p99", "open orders", "position",
+                          "day P&L", "mismatch"]
     assert rows["kill switch"] == "off" and rows["embargo"] == "off"
     assert rows["canary step"] == "100%"
     assert rows["active adapter"] == rows["last gate decision"] == rows["latency p99"] == "—"
-    assert re.fullmatch(r"-?\d+", rows["position"])  # the outbox's expected position
+    assert re.fullmatch(r"-?\d+", rows["position"])  # the ledger's position
+    assert rows["mismatch"] == "none"
     assert re.search(r"^execution\.phase\s+trading$", detail, re.M)
 
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 from daemon.execution import order_states as states
 from daemon.execution.order_states import OutboxRecord, State, make_tag
 from daemon.execution.outbox import Outbox
-from daemon.execution.reconcile import reconcile
 from daemon.intent import OrderIntent, Side, make_intent_id
-from daemon.logs import get_logger
 from daemon.store import Store
-from tests.execution_support import CONTRACT, paper_submitter
+from tests.execution_support import CONTRACT, paper_submitter, reconciler_for
 
 
 def _durable_mode(store: Store) -> int:
@@ -53,7 +51,7 @@ async def test_lost_post_request_writes_are_recovered_by_tag_without_a_second_or
         again = await sub.drive(rec.tag)
         assert again.state == State.RESOLVED and again.outcome == "accepted"
         assert px.venue.tag_counts()[rec.tag] == 1
-        assert sub.outbox.expected_position(CONTRACT) == 1
+        assert sub.outbox.working_position(CONTRACT) == 1  # may still fill: never resent
 
 
 async def test_a_lost_pending_record_is_recovered_from_the_venue_and_never_sent_again(tmp_path):
@@ -71,8 +69,8 @@ async def test_a_lost_pending_record_is_recovered_from_the_venue_and_never_sent_
             c.execute("DELETE FROM outbox_log WHERE tag = ?", (rec.tag,))
         sub.outbox = Outbox(store)  # the restart after it
         assert sub.outbox.get(rec.tag) is None and sub.outbox.started_at() is not None
-        report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
-                                 instance_id="inst", adopt=False, log=get_logger("test"))
+        rc = reconciler_for(sub, store)
+        report = await rc.at_start()
         assert report.ok and report.recovered == 1, report
         got = sub.outbox.get(rec.tag)
         assert (got.state, got.outcome, got.order_id) == (State.RESOLVED, "accepted",
@@ -84,11 +82,10 @@ async def test_a_lost_pending_record_is_recovered_from_the_venue_and_never_sent_
         again = sub.enqueue(intent, rec.tag, 3)
         assert again.state == State.RESOLVED
         assert px.venue.tag_counts()[rec.tag] == 1
-        assert sub.outbox.filled_position(CONTRACT) == px.venue.net_position() == -2
+        assert rc.ledger.position(CONTRACT) == px.venue.net_position() == -2
         # another installation's tags are never taken for ours
-        assert (await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
-                                instance_id="other", adopt=False,
-                                log=get_logger("test"))).recovered == 0
+        assert (await reconciler_for(sub, store, instance_id="other").at_start()
+                ).recovered == 0
 
 
 async def test_a_request_in_flight_leaves_pending_on_disk_and_sent_is_written_with_the_answer(
@@ -115,12 +112,12 @@ async def test_a_pending_record_whose_order_landed_is_resolved_at_start_not_bloc
         _only_pending_on_disk(store, rec.tag)
         sub.outbox = Outbox(store)
         sub.risk.kill_switch = True  # killed meanwhile: the record must not become BLOCKED
-        report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
-                                 instance_id="inst", adopt=False, log=get_logger("test"))
+        rc = reconciler_for(sub, store)
+        report = await rc.at_start()
         assert report.ok, report.reason
         assert (report.restarted, report.resolved_by_lookup) == (1, 1)
         got = sub.outbox.get(rec.tag)
         assert (got.state, got.outcome, got.order_id, got.attempts) == (
             State.RESOLVED, "accepted", accepted.order_id, 1)
         assert px.venue.tag_counts()[rec.tag] == 1
-        assert sub.outbox.filled_position(CONTRACT) == px.venue.net_position() == 1
+        assert rc.ledger.position(CONTRACT) == px.venue.net_position() == 1

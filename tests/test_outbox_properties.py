@@ -31,6 +31,7 @@ from daemon.execution import order_states as states
 from daemon.execution.errors import (
     GatewayError,
     GatewayUnavailable,
+    OrderNotSent,
     OrderOutcomeUnknown,
     OrderRejected,
     RateLimited,
@@ -38,12 +39,13 @@ from daemon.execution.errors import (
 )
 from daemon.execution.order_states import FINAL, IllegalTransition, State, make_tag, transition
 from daemon.execution.outbox import _COLUMNS, Outbox, _sql, _to_row
-from daemon.execution.reconcile import reconcile
+from daemon.execution.reconcile import Reconciler
 from daemon.execution.submitter import SubmitSettings, Submitter
 from daemon.intent import Side, intent_for_target
 from daemon.logs import get_logger
 from daemon.risk import RiskState
 from daemon.store import Store
+from tests.execution_support import reconciler_for
 
 CONTRACT = "CON.F.US.EP.Z26"
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
@@ -109,10 +111,12 @@ class ScriptedVenue:
         pass
 
     async def place_order(self, *, account_id, contract_id, type, side, size, limit_price,
-                          custom_tag) -> int:
+                          custom_tag, last_check=None) -> int:
         what = next(self.place, "ok")
         if what == "crash_before":
             raise Crash
+        if last_check is not None and (reason := last_check()):
+            raise OrderNotSent(custom_tag, reason)
         if what in ("timeout", "5xx", "reset"):
             raise OrderOutcomeUnknown(custom_tag, what)
         if what == "429":
@@ -138,7 +142,9 @@ class ScriptedVenue:
         return [dict(o) for o in self.orders]
 
     async def search_trades(self, account_id, start, end=None) -> list[dict[str, Any]]:
-        return [{"orderId": o["id"], "size": o["size"], "price": "100.25", "voided": False}
+        return [{"id": o["id"], "orderId": o["id"], "contractId": CONTRACT, "side": o["side"],
+                 "size": o["size"], "price": "100.25", "fees": "0", "voided": False,
+                 "creationTimestamp": "2024-01-02T00:00:00Z"}
                 for o in self.orders if o["status"] == 2]
 
     async def search_open_positions(self, account_id) -> list[dict[str, Any]]:
@@ -162,15 +168,15 @@ def _submitter(store: Store, venue: ScriptedVenue, risk: RiskState) -> Submitter
 
 
 async def _restart(path: Path, venue: ScriptedVenue, risk: RiskState
-                   ) -> tuple[Store, Submitter]:
+                   ) -> tuple[Store, Submitter, Reconciler]:
     """A new process: open the file and reconcile; it may crash again while doing so."""
     risk.kill_switch = False
     while True:
         store = PowerCutStore(path)
         sub = _submitter(store, venue, risk)
+        rc = reconciler_for(sub, store)
         try:  # as Execution._start: a failed lookup is retried, never guessed
-            report = await reconcile(submitter=sub, outbox=sub.outbox, contract=CONTRACT,
-                                     instance_id="inst", adopt=False, log=get_logger("t"))
+            report = await rc.at_start()
         except GatewayError:
             store.conn.close()
             continue
@@ -180,8 +186,8 @@ async def _restart(path: Path, venue: ScriptedVenue, risk: RiskState
         except PowerCut:
             store.power_cut()
             continue
-        assert report.ok, report.reason
-        return store, sub
+        assert report.ok and rc.ledger.mismatch is None, report.reason
+        return store, sub, rc
 
 
 def _assert_view_matches_file(live: Outbox, store: Store) -> None:
@@ -189,8 +195,7 @@ def _assert_view_matches_file(live: Outbox, store: Store) -> None:
     fresh = Outbox(store)
     assert [r.tag for r in live.in_flight()] == [r.tag for r in fresh.in_flight()]
     assert live.unfilled() == fresh.unfilled()
-    assert live.expected_position(CONTRACT) == fresh.expected_position(CONTRACT)
-    assert live.filled_position(CONTRACT) == fresh.filled_position(CONTRACT)
+    assert live.working_position(CONTRACT) == fresh.working_position(CONTRACT)
     for rec in fresh.in_flight():
         assert live.get(rec.tag) == rec
 
@@ -201,9 +206,11 @@ async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
     risk = RiskState()
     sub = _submitter(store, venue, risk)
     tags: list[str] = []
+    rc = reconciler_for(sub, store)
     for i, target in enumerate(targets):
         risk.kill_switch = kills[i % len(kills)]
-        position = sub.outbox.expected_position(CONTRACT)
+        await rc.sync.sync()  # the fills so far, as after each bar
+        position = rc.ledger.position(CONTRACT) + sub.outbox.working_position(CONTRACT)
         intent = intent_for_target(CONTRACT, T0 + timedelta(days=i), position, target, 100.0)
         if intent is None:
             continue
@@ -214,15 +221,15 @@ async def _run(path: Path, targets: list[int], venue: ScriptedVenue,
             _assert_view_matches_file(sub.outbox, store)
         except Crash:  # the process dies; a new one opens the same file and reconciles
             store.conn.close()
-            store, sub = await _restart(path, venue, risk)
+            store, sub, rc = await _restart(path, venue, risk)
         except PowerCut:  # the intent's record (and more) is gone although its order landed
             store.power_cut()
-            store, sub = await _restart(path, venue, risk)
+            store, sub, rc = await _restart(path, venue, risk)
             assert sub.outbox.get(rec.tag).state in FINAL  # recovered from the venue
     store.conn.close()  # a last restart: reconciliation also records every fill
-    store, sub = await _restart(path, venue, risk)
+    store, sub, rc = await _restart(path, venue, risk)
     _assert_view_matches_file(sub.outbox, store)
-    return store, tags
+    return store, tags, rc.ledger.position(CONTRACT)
 
 
 @settings(max_examples=40, deadline=None,
@@ -236,7 +243,7 @@ def test_random_outcomes_and_crashes_never_duplicate_or_lose(tmp_path_factory, t
                                                               lookup, kills):
     path = tmp_path_factory.mktemp("ob") / "store.sqlite"
     venue = ScriptedVenue(place, lookup)
-    store, tags = anyio.run(_run, path, targets, venue, kills)
+    store, tags, ledger_position = anyio.run(_run, path, targets, venue, kills)
     try:
         outbox = Outbox(store)
         recs = {r.tag: r for r in outbox.records()}
@@ -260,9 +267,9 @@ def test_random_outcomes_and_crashes_never_duplicate_or_lose(tmp_path_factory, t
         # only legal transitions, as recorded in the store
         for row in outbox.log():
             assert (row["from_state"], row["to_state"]) in LEGAL, row
-        # the outbox explains the venue's position
-        assert venue.net() == outbox.filled_position(CONTRACT) == \
-            outbox.expected_position(CONTRACT)
+        # the ledger holds the venue's position, and nothing of ours may still fill
+        assert venue.net() == ledger_position
+        assert outbox.working_position(CONTRACT) == 0
     finally:
         store.close()
 
@@ -309,7 +316,7 @@ def test_adding_the_same_intent_twice_keeps_one_record(tmp_path):
     a = outbox.add(intent, "tag-1", 1, T0)
     b = outbox.add(intent, "tag-1", 1, T0 + timedelta(seconds=5))
     assert a == b and len(outbox.records()) == 1
-    assert a.side == Side.SELL and outbox.expected_position(CONTRACT) == -1
+    assert a.side == Side.SELL and outbox.working_position(CONTRACT) == -1
     with pytest.raises(IllegalTransition):
         outbox.apply("tag-1", states.Accepted(1, T0))  # PENDING cannot be accepted: never sent
     store.close()

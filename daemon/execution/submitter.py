@@ -230,7 +230,7 @@ class Submitter:
         except OrderNotSent as err:
             return self._not_sent(rec.tag, err.reason)
         except TagInUse as err:
-            return self._unknown(rec, f"tag in use: {err.message}")
+            return self._unknown(rec.tag, f"tag in use: {err.message}")
         except OrderRejected as err:
             self.errors += 1
             self.log.warning("order_rejected", tag=rec.tag, error_code=err.error_code,
@@ -242,9 +242,9 @@ class Submitter:
             self.log.warning("order_rejected", tag=rec.tag, reason=str(err))
             return self.outbox.apply(rec.tag, states.Rejected(str(err), self.clock.now()))
         except (OrderOutcomeUnknown, RateLimited, AuthError, GatewayError) as err:
-            return self._unknown(self.outbox.get(rec.tag) or rec, str(err))
+            return self._unknown(rec.tag, str(err))
         except (OSError, anyio.BrokenResourceError) as err:
-            return self._unknown(self.outbox.get(rec.tag) or rec, repr(err))
+            return self._unknown(rec.tag, repr(err))
         self.place_latency_us.append((time.perf_counter_ns() - t0) / 1000)
         self.log.info("order_accepted", tag=rec.tag, order_id=oid, side=int(rec.side),
                       size=rec.size, attempt=self.outbox.get(rec.tag).attempts)
@@ -258,13 +258,17 @@ class Submitter:
         rec = self.outbox.get(tag)
         assert rec is not None
         if rec.state == State.SENT:  # a 401 answered the first request: look it up anyway
-            return self._unknown(rec, f"not resent after HTTP 401 ({reason})")
+            return self._unknown(tag, f"not resent after HTTP 401 ({reason})")
         if reason != "kill_switch":
             return rec
         self.log.warning("order_blocked", tag=tag, intent_id=rec.intent_id, reason=reason)
         return self.outbox.apply(tag, states.Blocked(reason, self.clock.now()))
 
-    def _unknown(self, rec: OutboxRecord, reason: str) -> OutboxRecord:
+    def _unknown(self, tag: str, reason: str) -> OutboxRecord:
+        """The outcome of the request is not known (or, if the record never got past the
+        last check, nothing went out and it stays as it was)."""
+        rec = self.outbox.get(tag)
+        assert rec is not None
         if rec.state != State.SENT:  # failed before the last check: nothing went out
             self.log.warning("order_not_sent", tag=rec.tag, reason=reason)
             return rec
