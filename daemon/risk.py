@@ -42,6 +42,9 @@ class RiskSnapshot:
                 or any(lo <= m <= hi for m in self.scheduled))
 
 
+NO_RISK = RiskSnapshot(False, "", (), timedelta(0), timedelta(0))  # no switch, no embargo
+
+
 @dataclass
 class RiskState:
     """The live risk state. A change is in force in memory first and then persisted when a

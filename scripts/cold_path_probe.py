@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import orjson
@@ -46,7 +47,9 @@ class InstantClient:
     async def wait_for_order_slot(self) -> None:
         return None
 
-    async def place_order(self, **_: object) -> int:
+    async def place_order(self, *, last_check: Any = None, **_: object) -> int:
+        if last_check is not None and last_check():
+            raise RuntimeError("the probe never engages the kill switch")
         self.placed += 1
         return self.placed
 

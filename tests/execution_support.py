@@ -76,7 +76,8 @@ def reconciler_for(sub: Any, store: Any, *, instance_id: str = "inst",
     log = get_logger("test")
     ledger = Ledger(store, TradingCalendar(ALWAYS_OPEN), 50.0, log)
     sync = VenueSync(client=sub.client, outbox=sub.outbox, ledger=ledger, clock=sub.clock,
-                     account_id=sub.account_id, market_time=lambda: None, log=log)
+                     account_id=sub.account_id, market_time=lambda: None,
+                     tag_prefix=f"ax-{instance_id}-", log=log)
     return Reconciler(submitter=sub, outbox=sub.outbox, sync=sync, ledger=ledger,
                       contract=CONTRACT, instance_id=instance_id, log=log,
                       on_mismatch=lambda: on_mismatch)

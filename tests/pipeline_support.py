@@ -38,7 +38,7 @@ def replay(pipe: Pipeline, bars: Any, on_bar: Any = None) -> list[tuple]:
     for i, bar in enumerate(bars):
         if on_bar is not None:
             on_bar(i)
-        d = pipe.decide(bar)
+        d = pipe.decide(bar, position)
         if d is not None:
             intent = intent_for_target(bar.contract, bar.ts, position, d.target_position,
                                        bar.close, d.reason)

@@ -45,22 +45,31 @@ def test_an_unhealthy_canary_window_raises_the_canary_alert(tmp_path: Path) -> N
     from types import SimpleNamespace
 
     from daemon.execution import canary as cn
+    from daemon.execution.gatekeeper import Gatekeeper
+    from daemon.execution.ledger import Ledger
     from daemon.execution.outbox import Outbox
-    from daemon.execution.trader import Trader
+    from daemon.execution.trader import OrderPolicy, Trader
     from daemon.logs import get_logger
+    from daemon.risk import RiskLimits, RiskState
     from daemon.store import Store
+    from daemon.trading_calendar import ALWAYS_OPEN, TradingCalendar
     from tests.venue_support import sp500
 
     metrics = Metrics()
     hook = AlertHook("", counter=metrics.alerts)
     store = Store(tmp_path / "store.sqlite")
-    submitter = SimpleNamespace(outbox=Outbox(store), on_final=[])
-    trader = Trader(strategy=None, submitter=submitter, store=store, contract="C",
-                    instance_id="i", epoch=lambda: 1,
+    log = get_logger("test")
+    submitter = SimpleNamespace(outbox=Outbox(store))
+    ledger = Ledger(store, TradingCalendar(ALWAYS_OPEN), 50.0, log)
+    gatekeeper = Gatekeeper(risk=RiskState(), limits=RiskLimits, ledger=ledger,
+                            calendar=ledger.calendar, contract="C", now=lambda ts: ts,
+                            store=store, log=log)
+    trader = Trader(strategy=None, submitter=submitter, store=store, ledger=ledger,
+                    gatekeeper=gatekeeper, contract="C", instance_id="i", epoch=lambda: 1,
                     policy=lambda: cn.CanaryPolicy(steps=(5, 25), window_bars=1),
-                    replay=True, wait_orders=lambda: False, log=get_logger("test"),
-                    ready=None, refused=lambda: "", monitors=lambda: (None, 0.5),
-                    alert=hook.fire)
-    trader._end_bar(sp500()[0], 0)  # one-bar window, ANN recall 0.5 < 0.9: unhealthy
+                    orders=OrderPolicy, replay=True, wait_orders=lambda: False, log=log,
+                    ready=None, refused=lambda: "", settle=None, request_sync=lambda: None,
+                    monitors=lambda: (None, 0.5), alert=hook.fire)
+    trader._end_bar(sp500()[0])  # one-bar window, ANN recall 0.5 < 0.9: unhealthy
     store.close()
     assert metrics.value("anchord_alerts_total", {"kind": "canary"}) == 1

@@ -50,9 +50,9 @@ def test_latency_ratio_measures_the_whole_pipeline_while_the_child_trains(traine
         pipe = make_pipeline(window=8, k=20)
         decide = pipe.decide
 
-        def counted(bar):
+        def counted(bar, position=0):
             calls["n"] += 1
-            return decide(bar)
+            return decide(bar, position)
 
         pipe.decide = counted
         return pipe

@@ -13,7 +13,6 @@ import pytest
 from daemon.config import parse_config
 from daemon.errors import ConfigError
 from daemon.execution.client import ProjectXClient
-from daemon.execution.reconcile import venue_net_position
 from daemon.execution.errors import (
     AccountNotFound,
     AuthError,
@@ -27,6 +26,7 @@ from daemon.execution.errors import (
     TagInUse,
 )
 from daemon.execution.models import tick_align
+from daemon.execution.reconcile import venue_net_position
 from tests.exec_support import API_KEY, START, px_config, session
 from tests.venue_support import ACCOUNT, CONTRACT, bars  # noqa: F401
 

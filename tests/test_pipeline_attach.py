@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 from daemon.app import Daemon
-from daemon.bench.pipeline import plain_gate
 from daemon.clock import ManualClock
 from daemon.config import load_config
 from daemon.intent import intent_for_target
@@ -50,7 +48,7 @@ def test_attach_wires_status_metrics_journal_and_denials(tmp_path: Path,
             intent = intent_for_target(bar.contract, bar.ts, position, d.target_position,
                                        bar.close)
             if intent is not None:
-                v = pipe.check(intent, bar, partial(plain_gate, pipe.limits))
+                v = pipe.check(intent, bar)
                 position = d.target_position if v.accepted else position
                 denied += not v.accepted
         pipe.after_bar()

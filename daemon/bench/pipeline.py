@@ -20,14 +20,12 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from daemon.errors import AnchordError
-from daemon.risk import MarketView, RiskSnapshot, gate
 
 
 class BenchError(AnchordError):
@@ -78,19 +76,10 @@ def step_bar(pipe: Any, bar: Any, position: int) -> int:
     if d is not None:
         intent = intent_for_target(bar.contract, bar.ts, position, d.target_position,
                                    bar.close)
-        if intent is not None and pipe.check(intent, bar, partial(plain_gate,
-                                                                  pipe.limits)).accepted:
+        if intent is not None and pipe.check(intent, bar).accepted:
             position = d.target_position
     pipe.after_bar()
     return position
-
-
-_NO_RISK = RiskSnapshot(False, "", (), timedelta(0), timedelta(0))
-
-
-def plain_gate(limits: Any, intent: Any, bar: Any) -> Any:
-    """The pure gate with no risk state and a flat book (the bench's judge)."""
-    return gate(intent, _NO_RISK, limits, MarketView(bar.ts, bar.ts, 0.0))
 
 
 def timer_overhead_ns(n: int = 100_000) -> float:

@@ -123,7 +123,8 @@ class Execution:
         self.sync = VenueSync(client=client, outbox=self.outbox, ledger=self.ledger,
                               clock=daemon.clock, account_id=self._account,
                               market_time=self._last_bar_time if self.replay
-                              else (lambda: None), log=self.log)
+                              else (lambda: None), tag_prefix=self.tag_prefix,
+                              log=self.log)
         self.reconciler = Reconciler(
             submitter=self.submitter, outbox=self.outbox, sync=self.sync, ledger=self.ledger,
             contract=self.contract, instance_id=self.instance_id, log=self.log,

@@ -131,6 +131,10 @@ class Ledger:
         book = self.books.get(contract)
         return book.position if book is not None else 0
 
+    def counted(self, trade_id: int) -> bool:
+        """True when the fill with this trade id is in the books already."""
+        return trade_id in self._known
+
     def day_pnl(self, contract: str, at: datetime) -> float:
         """P&L of the trading day `at` is in: realised + unrealised − fees since its start."""
         return lb.day_pnl(lb.roll_day(self.book(contract), self.calendar.trading_day(at)))

@@ -33,8 +33,14 @@ from daemon.execution.errors import GatewayError
 from daemon.execution.ledger import Ledger
 from daemon.execution.order_states import OutboxRecord, State, parse_tag
 from daemon.execution.outbox import Outbox
-from daemon.execution.submitter import Submitter, field_of, order_id, order_tag
-from daemon.execution.venue_sync import LOOKUP_MARGIN, VenueSync
+from daemon.execution.submitter import (
+    LOOKUP_MARGIN,
+    Submitter,
+    field_of,
+    order_id,
+    order_tag,
+)
+from daemon.execution.venue_sync import VenueSync
 
 
 @dataclass

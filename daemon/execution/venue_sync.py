@@ -2,7 +2,8 @@
 
 `sync_fills`: one Trade/search from the oldest open record (or where the last search reached,
 whichever is earlier; minus a margin for clock skew) to now. Every fill of the account goes to
-the ledger (counted once by trade id; a fill of an order we did not place is a mismatch there);
+the ledger (counted once by trade id; a fill of an order we did not place, by the order's
+customTag, is a mismatch there);
 the fills of our open records set their filled quantity. `sync_orders`: for accepted records
 whose order is not fully filled, one Order/search over their window; an order the venue
 cancelled, expired or rejected ends its record (`Ended`), with the quantity that filled kept.
@@ -13,7 +14,7 @@ logged and changes nothing (the next sync covers the same window).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +25,7 @@ from daemon.execution.ledger import Ledger
 from daemon.execution.ledger_book import Fill
 from daemon.execution.models import TERMINAL_STATUSES
 from daemon.execution.outbox import Outbox
-
-LOOKUP_MARGIN = timedelta(minutes=10)  # clock skew between us and the venue
+from daemon.execution.submitter import LOOKUP_MARGIN
 
 
 class VenueSync:
@@ -33,13 +33,14 @@ class VenueSync:
 
     def __init__(self, *, client: Any, outbox: Outbox, ledger: Ledger, clock: Clock,
                  account_id: Callable[[], int], market_time: Callable[[], datetime | None],
-                 log: Any) -> None:
+                 tag_prefix: str, log: Any) -> None:
         self.client = client
         self.outbox = outbox
         self.ledger = ledger
         self.clock = clock
         self.account_id = account_id
         self.market_time = market_time
+        self.tag_prefix = tag_prefix  # the customTags this installation makes start so
         self.log = log
         self.counts = {"fills": 0, "ended": 0, "failed": 0}
 
@@ -63,14 +64,40 @@ class VenueSync:
             self.log.warning("fill_sync_failed", error=str(err))
             return None
         fills = [Fill.from_wire(t) for t in trades]
-        counted = self.ledger.count(fills, self._ours, self.market_time())
+        tags = await self._tags_of_unknown_orders(fills, start)
+        if tags is None:
+            return None
+
+        def ours(order_id: int) -> bool:
+            tag = tags.get(order_id) or ""
+            return self.outbox.by_order_id(order_id) is not None or tag.startswith(
+                self.tag_prefix)
+
+        counted = self.ledger.count(fills, ours, self.market_time())
         self.ledger.synced_until = now
         self._record_fills(fills)
         self.counts["fills"] += len(counted)
         return len(counted)
 
-    def _ours(self, order_id: int) -> bool:
-        return self.outbox.by_order_id(order_id) is not None
+    async def _tags_of_unknown_orders(self, fills: list[Fill],
+                                      start: datetime) -> dict[int, str] | None:
+        """customTags of the orders behind new fills that no record of ours names yet (an
+        order whose answer was lost has no order id in its record until it is looked up), so
+        that a fill of ours is never taken for someone else's; None if Order/search failed."""
+        unknown = {f.order_id for f in fills if not f.voided
+                   and not self.ledger.counted(f.trade_id)
+                   and self.outbox.by_order_id(f.order_id) is None}
+        if not unknown:
+            return {}
+        try:
+            orders = await self.client.search_orders(self.account_id(), start,
+                                                     self.clock.now() + LOOKUP_MARGIN)
+        except (GatewayError, OSError) as err:
+            self.counts["failed"] += 1
+            self.log.warning("fill_sync_failed", error=f"order lookup: {err}")
+            return None
+        return {int(o["id"]): str(o.get("customTag") or "") for o in orders
+                if int(o["id"]) in unknown}
 
     def _record_fills(self, fills: list[Fill]) -> None:
         """Set the filled quantity (and average price) of our records from their fills."""

@@ -42,7 +42,7 @@ from daemon.pipeline.monitors import CalibrationMonitor, RecallMonitor
 from daemon.pipeline.neighbours import forecaster_input, neighbour_stats, scorer_row
 from daemon.pipeline.retrieval import index_vector
 from daemon.pipeline.tyler import tyler_incremental, whiten
-from daemon.risk import RiskLimits, Verdict
+from daemon.risk import NO_RISK, MarketView, RiskLimits, Verdict, gate
 
 STAGES = ("features", "whiten", "retrieve", "neighbours", "forecast", "score", "calibrate",
           "decide", "gate")
@@ -298,11 +298,13 @@ class Pipeline:
         return Decision(bar, target, p_up, edge, forecast, reason, p_raw, serving.name)
 
     def check(self, intent: OrderIntent, bar: Bar,
-              judge: Callable[[OrderIntent, Bar], Verdict]) -> Verdict:
+              judge: Callable[[OrderIntent, Bar], Verdict] | None = None) -> Verdict:
         """Run the daemon's gate (`judge`) on an intent built from this bar's decision, timed
-        as the "gate" stage; the first check of a bar closes its end-to-end latency."""
+        as the "gate" stage; the first check of a bar closes its end-to-end latency. Without
+        a judge (benchmarks, tests of the pipeline alone) the pure gate runs on the
+        pipeline's limits and risk state with a flat book."""
         with self.recorder.stage("gate"):
-            verdict = judge(intent, bar)
+            verdict = (judge or self._standalone_gate)(intent, bar)
         if not self._e2e_done and self._pending_bar is bar:
             self.recorder.end_to_end(self._t0)
             self._e2e_done = True
@@ -416,6 +418,10 @@ class Pipeline:
                 "tyler_shape_drift": round(self.shape_drift(), 5)}
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _standalone_gate(self, intent: OrderIntent, bar: Bar) -> Verdict:
+        snapshot = self.risk.snapshot() if self.risk is not None else NO_RISK
+        return gate(intent, snapshot, self.limits, MarketView(bar.ts, bar.ts, 0.0))
+
     def _close_previous(self) -> None:
         """A bar that produced no intent ends at its decision: record its end-to-end then."""
         if not self._e2e_done:
