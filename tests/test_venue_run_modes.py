@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from daemon.venue import venue_in_thread
 from tests.venue_support import ACCOUNT, CONTRACT, sp500
@@ -105,3 +106,53 @@ async def test_attached_venue_follows_the_daemons_replay_clock(tmp_path):
         status = daemon.status()
         assert status["venue"]["current_bar"] == daemon.ingest.last_bar.ts.isoformat()
     daemon.store.close()
+
+
+def test_cli_venue_takes_the_order_options():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "venue", "--port", "0", "--pace", "0", "--start", "10",
+         "--max-fill-per-bar", "1", "--order-expiry", "bars:2"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        line = json.loads(proc.stdout.readline())
+        with httpx.Client(base_url=line["base_url"], timeout=5) as http:
+            auth = _login(http)
+            state = http.get("/_venue/state").json()
+            assert state["options"] == {"max_fill_per_bar": 1, "order_expiry": "bars:2"}
+            data, i = sp500(), state["current"]["index"]
+            limit = round(data[i].close) + 50  # marketable: 1 of 3 fills at once
+            assert all(b.low <= limit for b in data[i + 1:i + 3])  # and 1 on each next bar
+            placed = http.post("/api/Order/place", headers=auth, json={
+                "accountId": ACCOUNT, "contractId": CONTRACT, "type": 1, "side": 0, "size": 3,
+                "limitPrice": limit}).json()
+            assert placed["success"]
+            seen = []
+            for _ in range(2):
+                http.post("/_venue/clock", json={"advance": 1})
+                seen += [(o["status"], o["fillVolume"])
+                         for o in http.get("/_venue/state").json()["orders"]]
+            assert seen == [(1, 2), (2, 3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+
+
+def test_cli_refuses_a_bad_order_expiry_with_one_line():
+    done = subprocess.run([sys.executable, "-m", "daemon", "venue", "--order-expiry", "weekly"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "expected gtc, day or bars:N" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["two", "-1", "1.5", ""])
+def test_cli_options_refuse_a_bad_max_fill_per_bar(value):
+    from daemon.cli import build_parser
+    from daemon.errors import AnchordError
+    from daemon.venue.cli import _options
+
+    args = build_parser().parse_args(["venue", "--max-fill-per-bar", value])
+    with pytest.raises(AnchordError, match="expected a whole number >= 0") as err:
+        _options(args)
+    assert "\n" not in str(err.value) and getattr(err.value, "exit_code", 2) == 2

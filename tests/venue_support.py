@@ -1,7 +1,10 @@
-"""Shared pieces of the paper-venue tests: real sample bars, a logged-in raw httpx client."""
+"""Shared pieces of the paper-venue tests: real sample bars, made-up bars with a chosen path, a
+logged-in raw httpx client."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -13,12 +16,27 @@ from daemon.bars.replay import load_bars
 
 CONTRACT = "CON.F.US.EP.Z26"
 ACCOUNT = 1001
+EPOCH = "1900-01-01T00:00:00Z"
 
 
 @lru_cache(maxsize=1)
 def sp500() -> list[Bar]:
     """The real S&P 500 daily sample (arch), loaded once per test session."""
     return load_bars("sample:sp500", CONTRACT)
+
+
+def path_bars(start: datetime, lows: list[float], step: timedelta = timedelta(hours=1),
+              level: float = 100.0) -> list[Bar]:
+    """Made-up bars, one per `step` from `start`: each opens and closes at `level` with a high
+    of level + 1 and the given low, so a buy limit at P is crossed exactly by the bars whose
+    low is <= P (and fills at P, under the open)."""
+    return [Bar(CONTRACT, start + i * step, level, level + 1, low, level, 100)
+            for i, low in enumerate(lows)]
+
+
+def d(value: Any) -> Decimal:
+    """A wire number as an exact Decimal."""
+    return Decimal(str(value))
 
 
 @pytest.fixture
@@ -52,6 +70,20 @@ class Client:
         body = {"accountId": ACCOUNT, "contractId": CONTRACT, "type": 2, "side": 0, "size": 1}
         body.update(fields)
         return await self.call("/api/Order/place", body)
+
+    async def orders(self, account: int = ACCOUNT) -> list[dict[str, Any]]:
+        """Order/search over all time: every order of the account, in id order."""
+        return (await self.call("/api/Order/search", {"accountId": account,
+                                                      "startTimestamp": EPOCH}))["orders"]
+
+    async def trades(self, account: int = ACCOUNT) -> list[dict[str, Any]]:
+        """Trade/search over all time."""
+        return (await self.call("/api/Trade/search", {"accountId": account,
+                                                      "startTimestamp": EPOCH}))["trades"]
+
+    async def positions(self, account: int = ACCOUNT) -> list[dict[str, Any]]:
+        return (await self.call("/api/Position/searchOpen", {"accountId": account}))[
+            "positions"]
 
     async def aclose(self) -> None:
         await self.http.aclose()

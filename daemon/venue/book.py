@@ -1,16 +1,17 @@
-"""Accounts, orders, positions and fills of the paper venue, and the deterministic matching.
+"""Accounts, orders, positions and fills of the paper venue.
 
 Pure state over plain data; no I/O. Given the same bars and the same orders in the same
 order, it produces the same order ids, fill prices and trades.
 
-Matching rules (prices rounded to the contract's tick, half-even):
-- On placement with a current bar of close C: Market fills at C; a buy Limit at L >= C (sell
-  L <= C) fills at C; a Stop already through C fills at C; otherwise the order rests (Open).
-- On each later bar (open O, high H, low L): a buy Limit at P fills when L <= P at min(P, O);
-  a sell Limit when H >= P at max(P, O); a buy Stop at S when H >= S at max(S, O); a sell Stop
-  when L <= S at min(S, O). Resting orders are checked in id order.
-- Fills are half-turns: an opening fill has profitAndLoss null; a fill that reduces a position
-  realises (price − avg) × size × tickValue / tickSize; a fill through zero is two trades.
+When a bar fills an order, at what price and how much: daemon/venue/matching.py. When a resting
+order expires: daemon/venue/expiry.py. Each new bar first expires, then matches the resting
+orders of its contract, in id order.
+
+Fills are half-turns: an opening fill has profitAndLoss null; a fill that reduces a position
+realises (price − avg) × size × tickValue / tickSize; a fill through zero is two trades. A
+partial fill is a fill like any other (its own trades, position change and fees per
+contract); the order stays Open with fillVolume < size and filledPrice the volume-weighted
+average so far. Cancelling a partly filled order keeps its fillVolume.
 
 customTag is unique per account forever: a rejected order keeps its tag. A duplicate is
 answered errorCode 2 "Specified custom tag is already in use" and creates no order.
@@ -21,16 +22,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from daemon.bars.model import Bar
 from daemon.venue.catalog import Catalog, Contract
-from daemon.venue.models import Account, Order, Position, Trade
+from daemon.venue.expiry import ExpiryRule, expires_on
+from daemon.venue.matching import bar_price, fill_quantity, note_fill, placement_price
+from daemon.venue.models import (
+    BUY,
+    CANCELLED,
+    EXPIRED,
+    FILLED,
+    JOIN_ASK,
+    JOIN_BID,
+    LIMIT,
+    MARKET,
+    OPEN,
+    REJECTED,
+    SELL,
+    STOP,
+    STOP_LIMIT,
+    TRAILING_STOP,
+    Account,
+    Order,
+    Position,
+    Trade,
+)
 from daemon.venue.wire import dec
 
-LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7
-OPEN, FILLED, CANCELLED, EXPIRED, REJECTED, PENDING = 1, 2, 3, 4, 5, 6
-BUY, SELL = 0, 1
 DUPLICATE_TAG = "Specified custom tag is already in use"
 
 
@@ -43,12 +62,6 @@ class Result:
     order_id: int | None = None
 
 
-def to_tick(price: float | Decimal, tick: Decimal) -> Decimal:
-    """`price` rounded half-even to a multiple of `tick`."""
-    p = price if isinstance(price, Decimal) else Decimal(repr(float(price)))
-    return dec((p / tick).to_integral_value(ROUND_HALF_EVEN) * tick)
-
-
 @dataclass
 class Book:
     """Everything the venue remembers about accounts, for the whole run."""
@@ -56,6 +69,8 @@ class Book:
     catalog: Catalog
     now: Callable[[], datetime]
     fee_per_contract: Decimal = Decimal(0)
+    max_fill_per_bar: int = 0  # contracts per Limit/Stop order and bar; 0 = unlimited
+    expiry: ExpiryRule = field(default_factory=ExpiryRule)
     accounts: dict[int, Account] = field(default_factory=dict)
     orders: dict[int, Order] = field(default_factory=dict)
     trades: list[Trade] = field(default_factory=list)
@@ -93,7 +108,8 @@ class Book:
                       REJECTED if reason else OPEN, type_, side, size,
                       limit_price=dec(limit) if limit is not None else None,
                       stop_price=dec(stop) if stop is not None else None,
-                      custom_tag=tag, reason=reason)
+                      custom_tag=tag, reason=reason,
+                      home_ts=bar.ts if bar is not None else None)
         self.orders[order.id] = order
         if tag is not None:
             self.tags[(account_id, tag)] = order.id  # rejected orders keep their tag too
@@ -124,35 +140,29 @@ class Book:
         return None
 
     def _try_fill_now(self, order: Order, bar: Bar) -> None:
-        c = to_tick(bar.close, order.contract.tick_size)
-        buy = order.side == BUY
-        if order.type == MARKET or (order.type == LIMIT and (
-                order.limit_price >= c if buy else order.limit_price <= c)) or (
-                order.type == STOP and (order.stop_price <= c if buy else order.stop_price >= c)):
-            self._fill(order, c)
+        price = placement_price(order, bar)
+        if price is not None:
+            self._fill(order, price, bar.ts)
 
     def on_bar(self, contract_id: str, bar: Bar) -> None:
-        """A new bar of `contract_id` happened: fill the resting orders it crosses."""
+        """A new bar of `contract_id` happened: expire the resting orders whose time is up,
+        then fill the ones the bar crosses (each at most max_fill_per_bar contracts)."""
         resting = [o for o in self.orders.values()
                    if o.status == OPEN and o.contract.id == contract_id]
-        for order in resting:
-            tick = order.contract.tick_size
-            o, h, lo = (to_tick(x, tick) for x in (bar.open, bar.high, bar.low))
-            buy = order.side == BUY
-            if order.type == LIMIT:
-                p = order.limit_price
-                if buy and lo <= p:
-                    self._fill(order, min(p, o))
-                elif not buy and h >= p:
-                    self._fill(order, max(p, o))
-            elif order.type == STOP:
-                s = order.stop_price
-                if buy and h >= s:
-                    self._fill(order, max(s, o))
-                elif not buy and lo <= s:
-                    self._fill(order, min(s, o))
+        live = []
+        for order in resting:  # all expiry first: an order never fills on its expiry bar
+            if expires_on(order, bar.ts, self.expiry):
+                order.status, order.updated = EXPIRED, self.now()
+            else:
+                live.append(order)
+        for order in live:
+            price = bar_price(order, bar)
+            if price is not None:
+                self._fill(order, price, bar.ts)
 
     def cancel(self, account_id: int, order_id: int) -> Result:
+        """Order/cancel: an Open order, partly filled or not, becomes Cancelled and keeps its
+        fillVolume; anything else is answered with the Gateway's code."""
         if account_id not in self.accounts:
             return Result(1, "Account not found")
         order = self.orders.get(order_id)
@@ -165,6 +175,8 @@ class Book:
 
     def modify(self, account_id: int, order_id: int, size: int | None, limit: Decimal | None,
                stop: Decimal | None, bar: Bar | None) -> Result:
+        """Order/modify of an Open order: omitted fields stay; the new size must exceed what
+        has filled; an order made marketable fills against `bar` as at placement."""
         if account_id not in self.accounts:
             return Result(1, "Account not found")
         order = self.orders.get(order_id)
@@ -177,6 +189,8 @@ class Book:
         new_size = size if size is not None else order.size
         reason = self._invalid(order.contract, order.type, order.side, new_size, new_limit,
                                new_stop, bar)
+        if not reason and new_size <= order.fill_volume:
+            reason = f"Size {new_size} must exceed the filled volume {order.fill_volume}"
         if reason:
             return Result(3, reason)
         order.size, order.updated = new_size, self.now()
@@ -189,7 +203,8 @@ class Book:
     def close_contract(self, account_id: int, contract_id: str, bar: Bar | None,
                        size: int | None = None) -> Result:
         """Position/closeContract (size None) or partialCloseContract (size given): flatten
-        or reduce with a market order. The two endpoints number their codes differently."""
+        or reduce with a market order without a customTag, which fills at once; its id is
+        Result.order_id. The two endpoints number their codes differently."""
         partial = size is not None
         if account_id not in self.accounts:
             return Result(1, "Account not found")
@@ -210,17 +225,36 @@ class Book:
         res = self.place(account_id=account_id, contract_id=contract_id, type_=MARKET, side=side,
                          size=size if partial else abs(pos.net), limit=None, stop=None, tag=None,
                          bar=bar)
-        return Result(0) if res.code == 0 else Result(rejected, res.message)
+        return Result(0, None, res.order_id) if res.code == 0 else Result(rejected, res.message)
+
+    def flatten(self, account_id: int, contract_id: str, bar: Bar | None,
+                cancel_orders: bool = False) -> tuple[Result, list[int]]:
+        """A close from outside the daemon (a manual close in the platform, a prop firm's
+        auto-liquidation): with `cancel_orders`, first cancel the account's Open orders in the
+        contract; then closeContract (its codes; the closing order has no customTag). Returns
+        the close's Result and the ids of the cancelled orders."""
+        cancelled = []
+        if cancel_orders and account_id in self.accounts:
+            for order in list(self.orders.values()):
+                if (order.account_id, order.contract.id, order.status) == (
+                        account_id, contract_id, OPEN):
+                    self.cancel(account_id, order.id)
+                    cancelled.append(order.id)
+        return self.close_contract(account_id, contract_id, bar), cancelled
 
     # ---- fills ---------------------------------------------------------------------------
-    def _fill(self, order: Order, price: Decimal) -> None:
+    def _fill(self, order: Order, price: Decimal, bar_ts: datetime) -> None:
+        qty = fill_quantity(order, bar_ts, self.max_fill_per_bar)
+        if qty == 0:
+            return
         now = self.now()
-        order.status, order.fill_volume, order.filled_price, order.updated = (
-            FILLED, order.size, price, now)
+        note_fill(order, bar_ts, qty, price)
+        order.status = FILLED if order.fill_volume == order.size else OPEN
+        order.updated = now
         key = (order.account_id, order.contract.id)
-        signed = order.size if order.side == BUY else -order.size
+        signed = qty if order.side == BUY else -qty
         pos = self.positions.get(key)
-        remaining = order.size
+        remaining = qty
         if pos is not None and (pos.net > 0) != (signed > 0):
             closing = min(abs(pos.net), remaining)
             direction = 1 if pos.net > 0 else -1

@@ -4,6 +4,10 @@ Standalone, the venue keeps its own replay clock: it starts at bar `--start` (an
 ISO date = the last bar at or before it) and steps one bar every 1/`--pace` seconds (`--pace 0`
 holds the clock still; drive it with POST /_venue/clock). It logs `venue_listening` with the
 port (one JSON line on stdout) and stops on SIGINT/SIGTERM.
+
+Resting orders fill completely and never expire unless told: `--max-fill-per-bar N` fills at
+most N contracts of a Limit or Stop order per bar (partial fills), `--order-expiry day` or
+`bars:N` expires resting orders (daemon/venue/matching.py and daemon/venue/expiry.py).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import anyio
 from daemon.errors import AnchordError
 from daemon.logs import configure_logging, get_logger
 from daemon.timeutil import parse_utc
+from daemon.venue.expiry import parse_expiry
 from daemon.venue.faults import __doc__ as FAULTS_DOC
 from daemon.venue.faults import parse_faults
+from daemon.venue.matching import parse_max_fill
 from daemon.venue.ratelimit import DEFAULT_HISTORY, DEFAULT_OTHER, parse_rate
 from daemon.venue.runners import run_venue, venue_bars
 from daemon.venue.server import Venue, VenueOptions
@@ -54,6 +60,11 @@ def add_venue_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key-env", default="PROJECTX_API_KEY",
                    help="environment variable holding the only accepted API key "
                         "(used only with --username)")
+    p.add_argument("--max-fill-per-bar", default="0", metavar="N",
+                   help="contracts a Limit/Stop order fills per bar at most (0 = unlimited)")
+    p.add_argument("--order-expiry", default="gtc", metavar="gtc|day|bars:N",
+                   help="when resting orders expire: never, at the next trading date, or "
+                        "after N further bars")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_run)
 
@@ -62,6 +73,8 @@ def _options(args: argparse.Namespace) -> VenueOptions:
     parse_faults(args.faults)  # refuse a bad spec before binding anything
     parse_rate(args.rate_history)
     parse_rate(args.rate_other)
+    parse_expiry(args.order_expiry)
+    max_fill = parse_max_fill(args.max_fill_per_bar)
     api_key = None
     if args.username:
         api_key = os.environ.get(args.api_key_env)
@@ -70,7 +83,8 @@ def _options(args: argparse.Namespace) -> VenueOptions:
     return VenueOptions(contract=args.contract, accounts=tuple(args.accounts.split(",")),
                         token_lifetime_s=args.token_lifetime, username=args.username,
                         api_key=api_key, history_limit=args.rate_history,
-                        other_limit=args.rate_other, faults=args.faults, port=args.port)
+                        other_limit=args.rate_other, faults=args.faults, port=args.port,
+                        max_fill_per_bar=max_fill, order_expiry=args.order_expiry)
 
 
 def _start(venue: Venue, start: str) -> None:

@@ -1,4 +1,5 @@
-"""The venue's records — accounts, orders, fills, positions — and their Gateway wire form."""
+"""The venue's records — accounts, orders, fills, positions — their Gateway wire form, and the
+Gateway's enum values (reference §7)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from daemon.venue.catalog import Contract
+
+LIMIT, MARKET, STOP_LIMIT, STOP, TRAILING_STOP, JOIN_BID, JOIN_ASK = 1, 2, 3, 4, 5, 6, 7  # type
+OPEN, FILLED, CANCELLED, EXPIRED, REJECTED, PENDING = 1, 2, 3, 4, 5, 6  # status
+BUY, SELL = 0, 1  # side
 
 
 @dataclass
@@ -40,6 +45,12 @@ class Order:
     filled_price: Decimal | None = None
     custom_tag: str | None = None
     reason: str | None = None  # why it was rejected (not on the wire)
+    # Venue bookkeeping, not on the wire either:
+    fill_notional: Decimal = Decimal(0)  # sum of price x size of the fills (exact VWAP)
+    bar_ts: datetime | None = None  # the bar of the latest fill, and how much filled on it
+    bar_filled: int = 0
+    home_ts: datetime | None = None  # expiry counts from this bar (daemon/venue/expiry.py)
+    bars_after_home: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         return {"id": self.id, "accountId": self.account_id, "contractId": self.contract.id,

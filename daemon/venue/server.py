@@ -13,15 +13,19 @@ A client in another process can share the clock too: a request carrying the (non
 header `X-Replay-Time: <ISO time of its current bar>` first moves the venue forward to the last
 data bar at or before that time (never backwards). The real Gateway ignores the header.
 
-Non-Gateway admin endpoints for tests driving a standalone venue: GET /_venue/state (orders,
-positions, trades, accounts, faults, requests, current bar) and POST /_venue/clock with
-{"advance": n} | {"index": i} | {"time": iso}.
+Non-Gateway admin endpoints for tests driving a standalone venue (daemon/venue/admin.py):
+GET /_venue/state, POST /_venue/clock with {"advance": n} | {"index": i} | {"time": iso}, and
+POST /_venue/flatten with {"accountId", "contractId", "cancelOrders"} (a close from outside).
+
+Order options (every default behaves as the venue did before they existed): `max_fill_per_bar`
+caps the contracts a Limit or Stop order fills on one bar, so resting orders fill partially over
+several bars (daemon/venue/matching.py); `order_expiry` is gtc, day or bars:N
+(daemon/venue/expiry.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -32,14 +36,15 @@ from anyio.abc import TaskGroup
 from daemon.bars.model import Bar
 from daemon.clock import Clock, WallClock
 from daemon.logs import get_logger
-from daemon.timeutil import parse_utc
+from daemon.venue.admin import admin_routes
 from daemon.venue.book import Book
 from daemon.venue.catalog import Catalog
-from daemon.venue.endpoints import json_response
+from daemon.venue.expiry import parse_expiry
 from daemon.venue.faults import FaultInjector, FaultPlan, parse_faults
 from daemon.venue.gateway import Gateway
-from daemon.venue.httpserver import Request, open_listener, serve_connection
+from daemon.venue.httpserver import open_listener, serve_connection
 from daemon.venue.market import Market
+from daemon.venue.matching import parse_max_fill
 from daemon.venue.ratelimit import DEFAULT_HISTORY, DEFAULT_OTHER, RateLimits
 from daemon.venue.tokens import TokenIssuer
 
@@ -65,6 +70,8 @@ class VenueOptions:
     retry_after: bool = True  # send Retry-After on 429
     faults: str = ""  # see daemon/venue/faults.py
     follow_replay_time: bool = True  # honour the X-Replay-Time request header
+    max_fill_per_bar: int = 0  # contracts a Limit/Stop order fills per bar; 0 = unlimited
+    order_expiry: str = "gtc"  # gtc | day | bars:N, see daemon/venue/expiry.py
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
 
@@ -81,7 +88,9 @@ class Venue:
         self.market = Market(opts.contract, own if own else
                              [dataclasses.replace(b, contract=opts.contract) for b in bars])
         self.catalog = Catalog(opts.contract)
-        self.book = Book(self.catalog, self.clock.now, Decimal(opts.fee_per_contract))
+        self.book = Book(self.catalog, self.clock.now, Decimal(opts.fee_per_contract),
+                         max_fill_per_bar=parse_max_fill(opts.max_fill_per_bar),
+                         expiry=parse_expiry(opts.order_expiry))
         for i, name in enumerate(opts.accounts):
             self.book.add_account(FIRST_ACCOUNT_ID + i, name, Decimal(opts.balance))
         self.fault_injector = FaultInjector(parse_faults(opts.faults))
@@ -91,8 +100,7 @@ class Venue:
         self.gateway = Gateway(market=self.market, catalog=self.catalog, book=self.book,
                                tokens=self.tokens, faults=self.fault_injector, limits=self.limits,
                                clock=self.clock, credentials=creds, retry_after=opts.retry_after,
-                               extra_routes={"/_venue/state": self._admin_state,
-                                             "/_venue/clock": self._admin_clock},
+                               extra_routes=admin_routes(self),
                                on_replay_time=self.set_time if opts.follow_replay_time else None)
         self.port = 0
 
@@ -206,6 +214,22 @@ class Venue:
         """Inject `kind` on the next `times` requests to `endpoint` (e.g. "place", "reset")."""
         self.fault_injector.force(endpoint, kind, times)
 
+    def flatten(self, account_id: int = FIRST_ACCOUNT_ID, contract_id: str | None = None, *,
+                cancel_orders: bool = False) -> dict[str, Any]:
+        """Close the account's position in the contract (default: the traded one) from outside
+        the daemon, as a manual close in the platform or a prop firm's auto-liquidation would:
+        a market order with no customTag at the current bar's close, after cancelling the
+        account's Open orders in that contract if `cancel_orders`. The answer carries
+        Position/closeContract's success / errorCode / errorMessage (2 = no position), the
+        closing order's id (None when nothing was closed) and the cancelled orders' ids."""
+        contract_id = contract_id or self.market.contract_id
+        bar = self.market.current if contract_id == self.market.contract_id else None
+        res, cancelled = self.book.flatten(account_id, contract_id, bar, cancel_orders)
+        log().info("venue_flatten", account_id=account_id, contract_id=contract_id,
+                   error_code=res.code, order_id=res.order_id, cancelled=cancelled)
+        return {"success": res.code == 0, "errorCode": res.code, "errorMessage": res.message,
+                "orderId": res.order_id, "cancelledOrderIds": cancelled}
+
     def set_rate_limits(self, history: str | None = None, other: str | None = None) -> None:
         self.limits.set(history, other)
 
@@ -227,17 +251,6 @@ class Venue:
         return {"orders": self.orders(), "positions": self.positions(), "trades": self.trades(),
                 "accounts": self.accounts(), "faults": self.fault_counts(),
                 "fault_events": self.fault_events(), "requests": self.request_counts(),
-                "current": {"index": self.market.index, "ts": cur.ts if cur else None}}
-
-    async def _admin_state(self, req: Request) -> Any:
-        return json_response(200, self.state())
-
-    async def _admin_clock(self, req: Request) -> Any:
-        body = json.loads(req.body or b"{}")
-        if "advance" in body:
-            self.advance(int(body["advance"]))
-        elif "index" in body:
-            self.set_bar(self.market.bars[int(body["index"])])
-        elif "time" in body:
-            self.set_time(parse_utc(body["time"]))
-        return json_response(200, self.state()["current"])
+                "current": {"index": self.market.index, "ts": cur.ts if cur else None},
+                "options": {"max_fill_per_bar": self.book.max_fill_per_bar,
+                            "order_expiry": str(self.book.expiry)}}
