@@ -5,7 +5,8 @@ Layout: `v000001/` holds peft's `adapter_model.safetensors` + `adapter_config.js
 pointer (JSON: version, checksum, history of previously active versions), replaced atomically:
 written to a temp file, fsynced, renamed over the old one, directory fsynced. A version whose
 tensors do not hash to its recorded checksum, or that was trained on another base, is refused
-with a reason (RegistryError) and the pointer is left alone.
+with a reason (RegistryError) and the pointer is left alone. An automatic rollback passes
+over such versions to the newest one that verifies, or to the bare base.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,18 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """Where a rollback goes: `version` (None = the bare base) with its verified tensors and
+    meta, the version it leaves, and the versions passed over as (version, reason)."""
+
+    version: str | None
+    left: str | None
+    skipped: tuple[tuple[str, str], ...] = ()
+    state: dict[str, torch.Tensor] | None = None
+    meta: dict[str, Any] | None = None
 
 
 class AdapterRegistry:
@@ -166,22 +180,49 @@ class AdapterRegistry:
                 "at": datetime.now(UTC).isoformat()}
         atomic_write(self.root / POINTER, json.dumps(body, sort_keys=True).encode())
 
-    def rollback(self, to: str | None = None, reason: str = "rollback") -> str | None:
-        """Activate `to` (a version, "base" for the bare base) or the previously active one;
-        returns the version now active. RegistryError if there is nothing to roll back to or
-        the target is corrupted (the pointer then stays as it was)."""
+    def plan_rollback(self, to: str | None = None) -> RollbackPlan:
+        """Choose a rollback target without changing anything.
+
+        With `to` (a version, or "base" for the bare base) that target, verified: RegistryError
+        with the reason if it is missing or corrupted (an operator asked for that exact one).
+        Without it, walk back through the previously active versions, newest first, passing
+        over the current one and those already rolled back from: the first that verifies is
+        the target, each one that does not is reported in `skipped` with its reason, and a
+        base entry in the history (or running out of candidates) means the bare base, which
+        always verifies. RegistryError only when the bare base is active already or the
+        pointer is unreadable."""
         ptr = self._pointer()
         current = ptr.get("version")
-        if to is None:
-            skipped = set(ptr.get("rolled_back", [])) | {current}
-            candidates = [v for v in reversed(ptr.get("history", [])) if v not in skipped]
-            if current is None:
-                raise RegistryError("nothing to roll back to (the bare base is active)")
-            target = candidates[0] if candidates else None
-        else:
-            target = None if to == "base" else to
-        self.activate(target, reason=reason, rolled_back=current)
-        return target
+        if to is not None:
+            if to == "base":
+                return RollbackPlan(None, current)
+            state, meta = self.load(to)
+            return RollbackPlan(to, current, state=state, meta=meta)
+        if current is None:
+            raise RegistryError("nothing to roll back to (the bare base is active)")
+        passed = set(ptr.get("rolled_back", [])) | {current}
+        skipped: list[tuple[str, str]] = []
+        for version in reversed(ptr.get("history", [])):
+            if version is None:  # the base served at that point of the history
+                break
+            if version in passed:
+                continue
+            passed.add(version)
+            try:
+                state, meta = self.load(version)
+            except RegistryError as err:
+                skipped.append((version, str(err)))
+                continue
+            return RollbackPlan(version, current, tuple(skipped), state, meta)
+        return RollbackPlan(None, current, tuple(skipped))
+
+    def rollback(self, to: str | None = None, reason: str = "rollback") -> str | None:
+        """Activate the target `plan_rollback(to)` chooses and return it (None = bare base).
+        The version left is marked never to return to automatically. RegistryError when the
+        plan is refused; the pointer then stays as it was."""
+        plan = self.plan_rollback(to)
+        self.activate(plan.version, reason=reason, rolled_back=plan.left)
+        return plan.version
 
     def load_active(self) -> tuple[str | None, dict[str, torch.Tensor] | None,
                                    dict[str, Any] | None, str | None]:

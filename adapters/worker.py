@@ -1,5 +1,5 @@
 """The background update cycle: trigger → train (child process) → gate → promote or audit only
-→ post-promotion monitor (rollback on breach).
+→ post-promotion monitor (rollback on breach; adapters/promotion.py).
 
 The daemon drives it with three calls and one task:
 - `await worker.before_bar()` at the start of each bar: applies finished cycles (the hot swap
@@ -32,9 +32,10 @@ from adapters.audit import AuditLog
 from adapters.drift import PageHinkley, Trigger
 from adapters.figures import ScoreSlice, diagnostics, slice_figures
 from adapters.figures import predict as _predict
-from adapters.gate import PROMOTE, REJECT, GatePolicy, evaluate, monitor_breach
+from adapters.gate import PROMOTE, REJECT, GatePolicy, evaluate
 from adapters.lora import build_serving_model, tensor_checksum
 from adapters.model import Forecaster
+from adapters.promotion import Pending, PromotionMixin
 from adapters.registry import AdapterRegistry, RegistryError, base_checksum
 from adapters.train_job import TrainFailed, TrainProcess, TrainTimeout, pack_job, run_job
 from adapters.update import DriftBatch, UpdateError, UpdateSettings, check_window
@@ -82,23 +83,9 @@ def _sections(cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return as_dict(getattr(cfg, "adapters", None)), as_dict(getattr(cfg, "promotion", None))
 
 
-@dataclass
-class _Pending:
-    """A finished cycle waiting for `before_bar` to apply it."""
-
-    cycle: int
-    decision: str
-    model: Forecaster | None
-    served: Any
-    state: dict[str, torch.Tensor] | None
-    version: str | None
-    audit_id: str
-    gate_output_drift: float | None
-    figures: dict[str, Any]
-
-
-class UpdateWorker:
-    """The continual-update cycle for one serving forecaster."""
+class UpdateWorker(PromotionMixin):
+    """The continual-update cycle for one serving forecaster (what it serves and how that
+    changes: adapters/promotion.py)."""
 
     def __init__(self, cfg: Any, base_model: Forecaster, anchors: AnchorSuite,
                  registry: AdapterRegistry, audit: AuditLog, score_slice: ScoreSlice | None,
@@ -141,7 +128,7 @@ class UpdateWorker:
         self._requests: deque[tuple[int, DriftBatch, str, int]] = deque()
         self._wake = anyio.Event()
         self._done: dict[int, anyio.Event] = {}
-        self._pending: deque[_Pending] = deque()
+        self._pending: deque[Pending] = deque()
         self._due: dict[int, int] = {}  # cycle -> bar index at which it must be applied
         self._shadow: dict[str, Any] | None = None
         self._monitor: dict[str, Any] | None = None
@@ -353,9 +340,9 @@ class UpdateWorker:
         rec = self._finish(record, cycle, decision, gate.reason, seconds=t0, figures=cand_fig)
         if decision in (PROMOTE, "shadow"):
             served = await anyio.to_thread.run_sync(self.prepare, candidate, version)
-            self._pending.append(_Pending(cycle, decision, candidate, served, state, version,
-                                          rec["id"] if rec else "",
-                                          cand_fig.get("output_drift"), cand_fig))
+            self._pending.append(Pending(cycle, decision, candidate, served, state, version,
+                                         rec["id"] if rec else "",
+                                         cand_fig.get("output_drift"), cand_fig))
 
     def _finish(self, record: dict[str, Any], cycle: int, decision: str, reason: str, *,
                 error: str | None = None, seconds: float, audit: bool = True,
@@ -393,149 +380,6 @@ class UpdateWorker:
             if with_baseline else {}
         cand.update(diagnostics(model, self.model, batch, self.anchors, self.base_anchors, s))
         return cand, base
-
-    # -- promotion, shadow, monitor, rollback ----------------------------------------------
-    def _apply(self, p: _Pending) -> None:
-        if p.decision == "shadow":
-            self._shadow = {"pending": p, "bars": 0, "diff": 0.0}
-            self.events("shadow_start", {"cycle": p.cycle, "version": p.version,
-                                         "shadow_bars": self.settings.shadow_bars})
-            return
-        self._promote(p)
-
-    def _promote(self, p: _Pending) -> None:
-        assert p.model is not None
-        try:
-            self.registry.activate(p.version, reason=f"promoted by cycle {p.cycle}")
-        except RegistryError as err:
-            self.events("promotion_refused", {"cycle": p.cycle, "version": p.version,
-                                              "reason": str(err)})
-            return
-        self.previous, self.previous_version = self.model, self.active_version
-        self.previous_served = self.served
-        self.model, self.active_version, self.active_state = p.model, p.version, p.state
-        self.served = p.served
-        t0 = time.perf_counter_ns()
-        self.swap(p.served)
-        pause_us = (time.perf_counter_ns() - t0) / 1000
-        # The teacher cache follows the deployed checkpoint (re-hashed); the base one is kept.
-        self.anchors = self.base_anchors.with_teacher(lambda x: _predict(self.model, x))
-        self._monitor = {"cycle": p.cycle, "version": p.version, "since": self.bar_index,
-                         "gate_output_drift": p.gate_output_drift, "figures": p.figures}
-        self.events("promotion", {"cycle": p.cycle, "version": p.version,
-                                  "reason": "gate passed", "audit_id": p.audit_id,
-                                  "swap_us": round(pause_us, 2),
-                                  "anchor_suite_hash": self.anchors.content_hash()})
-
-    def _feed_shadow(self, row: np.ndarray) -> None:
-        sh = self._shadow
-        if sh is None:
-            return
-        p = sh["pending"]
-        live = float(_predict(self.model, row[None, :])[0])
-        cand = float(_predict(p.model, row[None, :])[0])
-        sh["bars"] += 1
-        sh["diff"] += abs(cand - live) / float(self.base.y_scale)
-        if sh["bars"] >= self.settings.shadow_bars:
-            self._shadow = None
-            self.events("shadow_done", {"cycle": p.cycle, "version": p.version,
-                                        "bars": sh["bars"],
-                                        "mean_abs_diff": sh["diff"] / sh["bars"]})
-            p.decision = PROMOTE
-            self._pending.append(p)
-
-    def _tick_monitor(self) -> None:
-        mon = self._monitor
-        if mon is None or self.previous is None:
-            return
-        since = self.bar_index - mon["since"]
-        if since > self.settings.monitor_bars:
-            self._monitor = None
-            return
-        if since == 0 or since % max(self.settings.monitor_every_bars, 1):
-            return
-        rows = list(self.window)[-since:]
-        x = np.stack([r for r, _, _ in rows])
-        batch = DriftBatch(x, np.array([t for _, t, _ in rows], dtype=np.float32),
-                           [d for _, _, d in rows])
-        s = float(self.base.y_scale)
-        live: dict[str, Any] = {
-            "stress_mse_base": float(np.mean(((_predict(self.model, self.base_anchors.inputs)
-                                               - self.base_anchors.teacher) / s) ** 2)),
-            "output_drift": float(np.mean(((_predict(self.model, x)
-                                            - _predict(self.previous, x)) / s) ** 2)),
-        }
-        ref: dict[str, Any] = {"gate_output_drift": mon["gate_output_drift"]}
-        if self.score_slice is not None and batch.dates and since >= 2:
-            a = self.score_slice(self.model, batch.dates[0], batch.dates[-1])
-            b = self.score_slice(self.previous, batch.dates[0], batch.dates[-1])
-            for key in ("mdd", "violations", "worst_day_return"):
-                live[key], ref[key] = a.get(key), b.get(key)
-        reason = monitor_breach(live, ref, self.policy)
-        self.events("monitor", {"cycle": mon["cycle"], "version": mon["version"],
-                                "bars_since": since, **live, "breach": reason})
-        if reason is not None:
-            self.rollback(reason=reason)
-
-    def pause(self, reason: str) -> None:
-        """Stop adapting for good in this process: no new cycles, pending candidates, shadow
-        and post-promotion monitor are dropped, and `rollback` is refused. Used when the
-        serving base forecaster is replaced under the worker (an artifact-set rollback): its
-        adapters and anchors were trained against the old base, so nothing of it may be swapped
-        onto the new one. A restart builds a fresh worker over the new base."""
-        self.paused = reason
-        self._requests.clear()
-        self._pending.clear()
-        self._due.clear()
-        for done in self._done.values():
-            done.set()  # nobody waits for a cycle that will never be applied
-        self._shadow = None
-        self._monitor = None
-        self.events("paused", {"reason": reason})
-
-    def rollback(self, to: str | None = None, reason: str = "manual") -> dict[str, Any]:
-        """Roll back to the previous model (kept warm) or to a given version ("base" = bare
-        base); serving swaps at once. RegistryError (pointer and serving unchanged) when the
-        target is missing or corrupted, or the worker is paused."""
-        if self.paused is not None:
-            raise RegistryError(f"the adapter worker is paused ({self.paused})")
-        left = self.active_version
-        target = self.registry.rollback(to=to, reason=reason)
-        if to is None and self.previous is not None and target == self.previous_version:
-            model, state = self.previous, self.active_state_of(target)
-            served = self.previous_served
-        else:
-            state = self.active_state_of(target)
-            meta = self.registry.meta(target) if target else None
-            model = build_serving_model(self.base, state,
-                                        int(meta["rank"]) if meta else self.update_settings.rank,
-                                        float(meta["alpha"]) if meta
-                                        else self.update_settings.alpha)
-            served = self.prepare(model, target)
-        self.previous, self.previous_version = self.model, left
-        self.previous_served = self.served
-        self.model, self.active_version, self.active_state = model, target, state
-        self.served = served
-        self.swap(served)
-        self.anchors = self.base_anchors.with_teacher(lambda x: _predict(self.model, x)) \
-            if state is not None else self.base_anchors
-        self._monitor = None
-        rec = self.audit.append({"kind": "rollback", "from_version": left,
-                                 "version": target, "rollback_reason": reason,
-                                 "decision": "rollback", "reason": reason})
-        payload = {"version": target, "from_version": left, "reason": reason,
-                   "audit_id": rec["id"]}
-        self.last = {"decision": "rollback", "reason": reason, "cycle": self.cycle,
-                     "audit_id": rec["id"]}
-        self.events("rollback", payload)
-        self.alert("rollback", payload)
-        return payload
-
-    def active_state_of(self, version: str | None) -> dict[str, torch.Tensor] | None:
-        if version is None:
-            return None
-        state, _meta = self.registry.load(version)
-        return state
 
     def status(self) -> dict[str, Any]:
         """For `ctl status`: active adapter, last gate decision, what is running."""

@@ -29,6 +29,11 @@ from adapters.registry import AdapterRegistry, RegistryError
 from adapters.worker import UpdateWorker
 from daemon.control import CommandError
 
+# Log level of the worker's events that are not plain information.
+EVENT_LEVELS = {"rollback": "warning", "adapter_refused": "warning",
+                "promotion_refused": "warning", "rollback_failed": "error",
+                "audit_failed": "error"}
+
 
 def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
                     slices: dict[str, tuple[str, str]] | None = None, score_slice: Any = None,
@@ -69,10 +74,9 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     box: dict[str, Any] = {}
 
     def events(kind: str, payload: dict[str, Any]) -> None:
-        level = "warning" if kind in ("rollback", "adapter_refused", "promotion_refused") \
-            else "info"
+        level = EVENT_LEVELS.get(kind, "info")
         getattr(daemon.log, level)(f"adapters_{kind}", **payload)
-        if kind in ("cycle", "promotion", "rollback"):
+        if kind in ("cycle", "promotion", "rollback", "rollback_failed"):
             store.journal(kind, daemon.event_time(), payload)
         _metrics(daemon, kind, payload)
 
@@ -112,10 +116,14 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     daemon.reload_hooks.append(lambda new_cfg, _changes: worker.apply_config(new_cfg))
 
     async def rollback(args: dict[str, Any]) -> dict[str, Any]:
+        # Without a version the worker picks the newest one that verifies (else the base);
+        # a named version that does not verify is refused, and the operator is told why.
         try:
             return worker.rollback(to=args.get("version") or None, reason="ctl rollback")
         except RegistryError as err:
-            raise CommandError(f"rollback refused: {err}") from None
+            raise CommandError(f"rollback refused: {_one_line(err)}") from None
+        except OSError as err:
+            raise CommandError(f"rollback failed: {_one_line(err)}") from None
 
     daemon.control.register("rollback", rollback)
     daemon.adapters = worker
@@ -145,10 +153,15 @@ def _metrics(daemon: Any, kind: str, payload: dict[str, Any]) -> None:
             value = payload.get(key)
             if isinstance(value, int | float) and math.isfinite(value):
                 gauge.set(value)
-    elif kind == "rollback":
+    elif kind in ("rollback", "rollback_failed"):
         daemon.metrics.adapter_rollbacks.inc()
-    if kind in ("promotion", "rollback"):
+    if kind in ("promotion", "rollback", "rollback_failed"):
         set_adapter_version(daemon, payload.get("version"))
+
+
+def _one_line(err: Exception) -> str:
+    """An error as one line (a safetensors reason may span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def set_adapter_version(daemon: Any, version: str | None) -> None:
