@@ -118,3 +118,58 @@ async def paper_submitter(tmp: Path) -> AsyncIterator[SimpleNamespace]:
         finally:
             await client.aclose()
             store.close()
+
+
+async def run_replay(tmp: Path, faults: str, *, start: str = "1999-01-01",
+                     end: str = "1999-03-31", extra: dict | None = None, before: Any = None,
+                     during: Any = None, venue_opts: dict[str, Any] | None = None,
+                     strategy: Any = None) -> dict[str, Any]:
+    """A Daemon (MA-crossover replay, canary 100 %) trading on an in-process paper venue over
+    real loopback HTTP until the replay ends: what the venue, the outbox, the journal and the
+    status said. `before(venue)` runs before the daemon starts; `during(daemon, execution,
+    bar)` is the last handler of every bar; `strategy` replaces the MA rule (as the pipeline,
+    with `[execution].strategy = "pipeline"`)."""
+    from daemon.app import Daemon
+    from daemon.execution.attach import attach_execution
+    from daemon.execution.outbox import Outbox
+    from daemon.store import Store
+    from daemon.venue import attach_to_daemon, run_venue
+    from tests.venue_support import sp500
+
+    async with run_venue(sp500(), contract=CONTRACT, faults=faults, other_limit="unlimited",
+                         **(venue_opts or {})) as venue:
+        if before is not None:
+            await before(venue)
+        extra = dict(extra or {})
+        if strategy is not None:
+            extra["execution"] = {**extra.get("execution", {}), "strategy": "pipeline"}
+        cfg = config(tmp, execution_doc(tmp, venue.base_url, start=start, end=end,
+                                        extra=extra))
+        daemon = Daemon(cfg)
+        if strategy is not None:
+            daemon.pipeline = strategy
+        attach_to_daemon(venue, daemon)
+        execution = attach_execution(daemon)
+        snaps: list[dict[str, Any]] = []
+
+        async def snapshot(bar: Any) -> None:  # what `anchord ctl status` shows after it
+            snaps[:] = [daemon.status()]
+
+        daemon.ingest.handlers.append(snapshot)
+        if during is not None:
+            daemon.ingest.handlers.append(lambda bar: during(daemon, execution, bar))
+        assert await daemon.run() == 0
+        store = Store(tmp / "state" / "store.sqlite")
+        try:
+            return {"venue": venue, "orders": venue.orders(),
+                    "records": Outbox(store).records(), "net": venue.net_position(),
+                    "tags": venue.tag_counts(), "bars": store.journal_rows("bar"),
+                    "journal": store.journal_rows(), "faults": venue.fault_counts(),
+                    "status": {"phase": execution.phase,
+                               "refused_reason": execution.refused_reason,
+                               "reconcile": execution.report.to_dict()},
+                    "filled": execution.ledger.position(CONTRACT),
+                    "ctl_status": snaps[-1] if snaps else {},
+                    "metric": daemon.metrics.value}
+        finally:
+            store.close()

@@ -4,7 +4,6 @@ HTTP, real SQLite): same orders with and without faults, kill switch, refusal on
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,54 +12,21 @@ from daemon.app import Daemon
 from daemon.errors import AnchordError
 from daemon.execution.attach import attach_execution
 from daemon.execution.order_states import State
-from daemon.execution.outbox import Outbox
 from daemon.risk import reduces_exposure
 from daemon.store import Store
-from daemon.venue import attach_to_daemon, run_venue
-from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, config, execution_doc
-from tests.venue_support import sp500
+from tests.execution_support import (
+    ALL_FAULTS,
+    API_KEY,
+    CONTRACT,
+    config,
+    execution_doc,
+    run_replay,
+)
 
 
 @pytest.fixture(autouse=True)
 def _api_key(monkeypatch):
     monkeypatch.setenv("PROJECTX_API_KEY", API_KEY)
-
-
-async def _replay(tmp: Path, faults: str, *, end: str = "1999-03-31",
-                  extra: dict | None = None, before: Any = None,
-                  during: Any = None) -> dict[str, Any]:
-    async with run_venue(sp500(), contract=CONTRACT, faults=faults,
-                         other_limit="unlimited") as venue:
-        if before is not None:
-            await before(venue)
-        cfg = config(tmp, execution_doc(tmp, venue.base_url, start="1999-01-01", end=end,
-                                        extra=extra))
-        daemon = Daemon(cfg)
-        attach_to_daemon(venue, daemon)
-        execution = attach_execution(daemon)
-        snaps: list[dict[str, Any]] = []
-
-        async def snapshot(bar):  # what `anchord ctl status` shows after each bar
-            snaps[:] = [daemon.status()]
-
-        daemon.ingest.handlers.append(snapshot)
-        if during is not None:
-            daemon.ingest.handlers.append(lambda bar: during(daemon, execution, bar))
-        assert await daemon.run() == 0
-        store = Store(tmp / "state" / "store.sqlite")
-        try:
-            recs = Outbox(store).records()
-            bars = store.journal_rows("bar")
-            return {"venue": venue, "orders": venue.orders(), "records": recs,
-                    "net": venue.net_position(), "tags": venue.tag_counts(), "bars": bars,
-                    "faults": venue.fault_counts(), "status": {
-                        "phase": execution.phase, "refused_reason": execution.refused_reason,
-                        "reconcile": execution.report.to_dict()},
-                    "filled": execution.ledger.position(CONTRACT),
-                    "ctl_status": snaps[-1] if snaps else {},
-                    "metric": daemon.metrics.value}
-        finally:
-            store.close()
 
 
 def _shape(orders: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -70,8 +36,8 @@ def _shape(orders: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 async def test_same_orders_in_the_same_order_with_and_without_faults(tmp_path):
-    clean = await _replay(tmp_path / "clean", "")
-    faulty = await _replay(tmp_path / "faulty", ALL_FAULTS + ",seed=3")
+    clean = await run_replay(tmp_path / "clean", "")
+    faulty = await run_replay(tmp_path / "faulty", ALL_FAULTS + ",seed=3")
     assert len(clean["orders"]) >= 20
     assert _shape(faulty["orders"]) == _shape(clean["orders"])
     assert faulty["net"] == clean["net"] == faulty["filled"] == clean["filled"]
@@ -96,7 +62,7 @@ async def test_same_orders_in_the_same_order_with_and_without_faults(tmp_path):
 
 async def test_the_kill_switch_blocks_queued_intents_before_any_place(tmp_path):
     doc_extra = {"risk": {"kill_switch": True}}
-    run = await _replay(tmp_path, "", end="1999-01-31", extra=doc_extra)
+    run = await run_replay(tmp_path, "", end="1999-01-31", extra=doc_extra)
     assert run["orders"] == [] and run["net"] == 0
     # the gate denies first; nothing reaches the outbox while the switch is on
     assert all(r.state == State.BLOCKED for r in run["records"])
@@ -108,7 +74,7 @@ async def test_an_unexplained_venue_position_halts_new_risk_unless_adopted(tmp_p
         venue.book.place(account_id=1001, contract_id=CONTRACT, type_=2, side=0, size=3,
                          limit=None, stop=None, tag="someone-else", bar=venue.current_bar)
 
-    halted = await _replay(tmp_path / "a", "", end="1999-01-31", before=foreign_trade)
+    halted = await run_replay(tmp_path / "a", "", end="1999-01-31", before=foreign_trade)
     mismatch = halted["ctl_status"]["ledger"]["mismatch"]
     # the ledger counted the foreign fill (it equals the venue, so it may still take risk
     # off) or, had the fill been older than its search, saw the venue's position differ
@@ -119,7 +85,7 @@ async def test_an_unexplained_venue_position_halts_new_risk_unless_adopted(tmp_p
         assert reduces_exposure(position, after), (position, after)
         position = after
     assert halted["net"] == halted["filled"] == position
-    adopted = await _replay(tmp_path / "b", "", end="1999-01-31", before=foreign_trade,
+    adopted = await run_replay(tmp_path / "b", "", end="1999-01-31", before=foreign_trade,
                             extra={"execution": {"on_mismatch": "adopt"}})
     assert adopted["status"]["phase"] == "trading"
     assert adopted["status"]["reconcile"]["ledger_position"] == 3  # counted or adopted
@@ -142,7 +108,7 @@ def test_pipeline_strategy_without_a_pipeline_is_a_clear_error(tmp_path):
 async def test_canary_sends_only_its_fraction_live_and_the_shadow_book_follows_all(tmp_path):
     from daemon.execution.canary import is_live
 
-    run = await _replay(tmp_path, "", end="1999-02-28", extra={"canary": {"steps": [50]}})
+    run = await run_replay(tmp_path, "", end="1999-02-28", extra={"canary": {"steps": [50]}})
     sent = [o["customTag"].rsplit("-", 1)[1] for o in run["orders"]]
     assert sent and all(is_live(i, 50) for i in sent)
     shadow = [b["shadow_position"] for b in run["bars"]]
@@ -152,7 +118,7 @@ async def test_canary_sends_only_its_fraction_live_and_the_shadow_book_follows_a
 
 
 async def test_a_paced_replay_submits_in_the_background_and_drains_at_exit(tmp_path):
-    run = await _replay(tmp_path, "place:timeout_after_accept=0.2,place:reset=0.1,seed=5",
+    run = await run_replay(tmp_path, "place:timeout_after_accept=0.2,place:reset=0.1,seed=5",
                         end="1999-02-15", extra={"data": {"pace": 40.0}})
     assert len(run["orders"]) >= 10 and set(run["tags"].values()) == {1}
     assert all(r.final and r.accepted for r in run["records"])
@@ -166,7 +132,7 @@ async def test_an_outbox_of_another_account_is_never_touched(tmp_path):
     store = Store(tmp_path / "state" / "store.sqlite")
     store.set_meta("execution_account", "999")
     store.close()
-    run = await _replay(tmp_path, "", end="1999-01-31")
+    run = await run_replay(tmp_path, "", end="1999-01-31")
     assert run["status"]["phase"] == "refused" and run["orders"] == []
     assert "belongs to account 999" in run["status"]["refused_reason"]
 
@@ -197,7 +163,7 @@ async def test_engaging_the_kill_switch_cancels_our_resting_order(tmp_path):
                 while not any(o["status"] == 3 for o in holder["venue"].orders()):
                     await anyio.sleep(0.05)
 
-    run = await _replay(tmp_path, "", end="1999-01-31", before=keep, during=during)
+    run = await run_replay(tmp_path, "", end="1999-01-31", before=keep, during=during)
     resting = [o for o in run["orders"] if o["customTag"].endswith("feedfacecafe0001")]
     assert [o["status"] for o in resting] == [3]  # cancelled on the kill switch
     ours = [r for r in run["records"] if r.intent_id == "feedfacecafe0001"]
