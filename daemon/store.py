@@ -1,12 +1,12 @@
 """The state store: one SQLite file (WAL) at `<state_dir>/store.sqlite`.
 
-Schema changes are numbered migrations applied in order inside a transaction, so a crash at any
-point leaves either the old or the new schema. Every write is its own transaction with
-`synchronous=FULL`: once a method returns, the row survives a crash or power loss. The one
-exception is the outbox's records and transitions (`transaction(durable=False)`, see
-daemon/execution/outbox.py), which survive a process crash and are recovered from the venue
-after a power cut. WAL checkpoints run inside commits unless `checkpoint_loop` runs them in a
-worker thread (the daemon does, with execution on).
+Schema changes are numbered migrations (daemon/store_schema.py) applied in order inside a
+transaction, so a crash at any point leaves either the old or the new schema. Every write is
+its own transaction with `synchronous=FULL`: once a method returns, the row survives a crash or
+power loss. The one exception is the outbox's records and transitions
+(`transaction(durable=False)`, see daemon/execution/outbox.py), which survive a process crash
+and are recovered from the venue after a power cut. WAL checkpoints run inside commits unless
+`checkpoint_loop` runs them in a worker thread (the daemon does, with execution on).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from daemon.store_schema import LEGACY_MIGRATIONS, MIGRATIONS
 from daemon.timeutil import iso, parse_utc
 
 CHECKPOINT_INTERVAL_S = 5.0
@@ -28,142 +29,6 @@ CHECKPOINT_INTERVAL_S = 5.0
 # WAL and, run beside it, competes with it: at SQLite's own pace (about its 1000-page mark),
 # not on a clock, so that it touches few orders.
 CHECKPOINT_COMMITS = 200
-
-# Numbered migrations. Never edit a released one; add a new number.
-# Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
-# (recalibration history), 4 adapters (audit index), 5 run journal, 6 outbox (leaner).
-# The migrations released before applied numbers were tracked (a file's user_version said
-# which of these it had).
-LEGACY_MIGRATIONS = (1, 5)
-MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE risk_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        kill_switch INTEGER NOT NULL DEFAULT 0,
-        kill_reason TEXT NOT NULL DEFAULT '',
-        updated_at TEXT NOT NULL
-    );
-    CREATE TABLE news_marks (ts TEXT PRIMARY KEY, source TEXT NOT NULL);
-    CREATE TABLE quarantine (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        contract TEXT NOT NULL,
-        ts TEXT,
-        raw TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        received_at TEXT NOT NULL
-    );
-    CREATE TABLE replay_cursor (
-        source_id TEXT PRIMARY KEY,
-        epoch INTEGER NOT NULL,
-        next_index INTEGER NOT NULL,
-        total INTEGER NOT NULL
-    );
-    """,
-    # --- 2: execution outbox (issue 5; daemon/execution/outbox.py reads and writes it) ---
-    2: """
-    CREATE TABLE outbox (
-        tag TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL UNIQUE,
-        intent_id TEXT NOT NULL,
-        epoch INTEGER NOT NULL,
-        contract TEXT NOT NULL,
-        bar_ts TEXT NOT NULL,
-        side INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        target_position INTEGER NOT NULL,
-        ref_price REAL NOT NULL,
-        limit_price TEXT,
-        state TEXT NOT NULL,
-        order_id INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        checks INTEGER NOT NULL DEFAULT 0,
-        resend_due INTEGER NOT NULL DEFAULT 0,
-        outcome TEXT NOT NULL DEFAULT '',
-        reason TEXT NOT NULL DEFAULT '',
-        filled INTEGER NOT NULL DEFAULT 0,
-        fill_price TEXT,
-        created_at TEXT NOT NULL,
-        sent_at TEXT,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX outbox_state ON outbox(state, seq);
-    CREATE INDEX outbox_intent ON outbox(intent_id, epoch);
-    CREATE TABLE outbox_log (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        tag TEXT NOT NULL,
-        from_state TEXT NOT NULL,
-        to_state TEXT NOT NULL,
-        event TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT '',
-        at TEXT NOT NULL
-    );
-    CREATE INDEX outbox_log_tag ON outbox_log(tag, id);
-    """,
-    3: """
-    CREATE TABLE recalibrations (
-        version INTEGER PRIMARY KEY,
-        ts TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        applied INTEGER NOT NULL,
-        ece_before REAL,
-        ece_after REAL,
-        n_fit INTEGER NOT NULL,
-        n_holdout INTEGER NOT NULL,
-        path TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        artifact_dir TEXT NOT NULL DEFAULT ''
-    );
-    """,
-    # --- 4: adapter audit index (issue 6; adapters/audit.py) ---
-    4: """
-    CREATE TABLE audit_index (
-        id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        kind TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        cycle INTEGER,
-        decision TEXT,
-        reason TEXT,
-        version TEXT,
-        adapter_checksum TEXT,
-        anchor_suite_hash TEXT
-    );
-    CREATE INDEX audit_index_cycle ON audit_index(cycle);
-    """,
-    5: """
-    CREATE TABLE journal (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        payload TEXT NOT NULL
-    );
-    CREATE INDEX journal_kind ON journal(kind, seq);
-    """,
-    # --- 6: fewer pages per outbox write (an order's path): the outbox's in-memory view
-    # answers what the state and intent indexes served; the transition log is append-only
-    # (never deleted from), so its ids stay increasing without AUTOINCREMENT's extra page,
-    # and it is read by tag only for reports, where a scan will do ---
-    6: """
-    DROP INDEX outbox_state;
-    DROP INDEX outbox_intent;
-    DROP INDEX outbox_log_tag;
-    CREATE TABLE outbox_log_v6 (
-        id INTEGER PRIMARY KEY,
-        tag TEXT NOT NULL,
-        from_state TEXT NOT NULL,
-        to_state TEXT NOT NULL,
-        event TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT '',
-        at TEXT NOT NULL
-    );
-    INSERT INTO outbox_log_v6 SELECT id, tag, from_state, to_state, event, detail, at
-        FROM outbox_log;
-    DROP TABLE outbox_log;
-    ALTER TABLE outbox_log_v6 RENAME TO outbox_log;
-    DELETE FROM sqlite_sequence WHERE name = 'outbox_log';
-    """,
-}
 
 
 class Store:
@@ -345,7 +210,21 @@ class Store:
     def quarantine_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
 
-    # -- replay cursor -------------------------------------------------------------------
+    # -- replay cursor and run epochs ----------------------------------------------------
+    def new_epoch(self, source_id: str) -> int:
+        """Take a run epoch for a replay that starts from its first bar: greater than every
+        epoch this store ever recorded (taken epochs, replay cursors, outbox records), whatever
+        the source, and recorded before it is returned, so no later call gives it again."""
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT MAX(e) FROM (SELECT MAX(epoch) AS e FROM run_epochs"
+                " UNION ALL SELECT MAX(epoch) FROM replay_cursor"
+                " UNION ALL SELECT MAX(epoch) FROM outbox)").fetchone()
+            epoch = int(row[0] or 0) + 1
+            c.execute("INSERT INTO run_epochs(epoch, source_id, started_at) VALUES(?, ?, "
+                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", (epoch, source_id))
+        return epoch
+
     def get_cursor(self, source_id: str) -> tuple[int, int, int] | None:
         """(epoch, next_index, total) of a replay, or None if it never ran."""
         row = self.conn.execute(
