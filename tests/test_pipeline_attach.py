@@ -98,3 +98,36 @@ def test_daemon_serves_a_trained_artifact_set(tmp_path: Path, trained_set) -> No
     out = pipe.score_slice(pipe.arts.forecaster, *pipe.arts.slices["stress_2018_02"])
     assert out["bars"] > 5 and out["mdd"] <= 0
     daemon.store.close()
+
+
+async def test_a_reload_with_a_bad_calendar_file_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from daemon.control import CommandError
+
+    (tmp_path / "arts").mkdir()
+    (tmp_path / "cal.csv").write_text("1999-03-10T00:00:00Z,scheduled event\n")
+    (tmp_path / "bad.csv").write_text("1999-03-10T00:00:00Z\nnot a time,oops\n")
+    monkeypatch.setattr("daemon.training.artifacts.load_artifact_set", lambda _p: small_set())
+    daemon = make_daemon(tmp_path, '[artifacts]\ndir = "arts"\n'
+                                   '[limits]\ncalendar_file = "cal.csv"\n')
+    pipe = daemon.pipeline
+    calendar = list(daemon.risk.calendar)
+    cfg_path = Path(daemon.cfg.source_path)
+    cfg_path.write_text(cfg_path.read_text().replace('calendar_file = "cal.csv"',
+                                                     'calendar_file = "bad.csv"\n'
+                                                     'max_position = 1'))
+    capsys.readouterr()
+    assert not daemon.reload("SIGHUP")
+    logged = [line for line in capsys.readouterr().out.splitlines() if "bad.csv:2" in line]
+    assert len(logged) == 1 and "config_reload_failed" in logged[0]
+    with pytest.raises(CommandError) as refused:  # `anchord ctl reload`
+        await daemon.control.handlers["reload"]({})
+    message = str(refused.value)
+    assert message.startswith("reload refused: ") and "[limits].calendar_file" in message
+    assert "bad.csv:2" in message  # the file and line that is wrong
+    # nothing of the reload was applied: the limit, the calendar and the config in force
+    assert pipe.limits.max_position == 4 and pipe.params.decision.max_position == 4
+    assert daemon.risk.calendar == calendar
+    assert daemon.cfg.limits.max_position == 4 and daemon.cfg.limits.calendar_file == "cal.csv"
+    assert daemon.metrics.value("anchord_config_reloads_total", {"result": "invalid"}) == 2
+    daemon.store.close()
