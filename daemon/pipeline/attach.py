@@ -46,6 +46,11 @@ def budgets_from_config(cfg: RuntimeConfig) -> dict[str, float]:
     return out
 
 
+# The PipelineParams fields that reloadable keys set (`reconfigure` copies these).
+RELOADABLE_PARAMS = ("decision", "tyler_weight", "tyler_iterations", "recall_fraction",
+                     "ece_target", "recalibrate")
+
+
 def params_from_config(cfg: RuntimeConfig, arts: Any) -> PipelineParams:
     """Serving parameters from `[pipeline]`, `[limits]`, `[tyler]` and the artifact set."""
     from daemon.pipeline.pipeline import PipelineParams
@@ -160,14 +165,17 @@ def prepare_reconfigure(daemon: Any, pipe: Pipeline, cfg: RuntimeConfig) -> Call
 
 def reconfigure(daemon: Any, pipe: Pipeline, cfg: RuntimeConfig,
                 events: list[datetime]) -> None:
-    """Apply reloadable `[pipeline]`/`[limits]` keys and the calendar's `events` to a running
-    pipeline."""
+    """Apply the reloadable `[pipeline]`/`[tyler]`/`[limits]` keys and the calendar's `events`
+    to a running pipeline (`[pipeline].latency_log_interval_s` is read from the daemon's config
+    by the periodic task)."""
     import dataclasses
 
     pipe.limits = limits_from_config(cfg)
     new = params_from_config(cfg, pipe.arts)
-    pipe.params = dataclasses.replace(pipe.params, decision=new.decision,
-                                      recalibrate=new.recalibrate)
+    # Only the parameters reloadable keys feed: the rest (window, k, horizon...) stay the ones
+    # the pipeline was built with.
+    pipe.params = dataclasses.replace(pipe.params, **{
+        name: getattr(new, name) for name in RELOADABLE_PARAMS})
     pipe.calibration.target_ece = cfg.pipeline.ece_target
     frac = cfg.pipeline.recall_fraction
     pipe.recall.every = max(1, round(1.0 / frac)) if frac > 0 else 0
