@@ -151,11 +151,22 @@ class UpdateWorker(PromotionMixin):
     # -- settings ---------------------------------------------------------------------------
     def apply_config(self, cfg: Any) -> None:
         """Take new `[adapters]`/`[promotion]` values (reload): policy and update knobs."""
+        self.prepare_config(cfg)()
+
+    def prepare_config(self, cfg: Any) -> Callable[[], None]:
+        """Build the policy and update knobs of new `[adapters]`/`[promotion]` values without
+        applying them (UpdateError when they are refused); returns the step that applies them
+        (one that cannot fail), so a reload can check everything before it changes anything."""
         adapters_cfg, promotion_cfg = _sections(cfg)
-        self.policy = GatePolicy.from_mapping(promotion_cfg)
-        self.update_settings = UpdateSettings.from_mapping(adapters_cfg)
+        policy = GatePolicy.from_mapping(promotion_cfg)
+        update_settings = UpdateSettings.from_mapping(adapters_cfg)
         live = {k: adapters_cfg[k] for k in RELOADABLE_WORKER_KEYS if k in adapters_cfg}
-        self.settings = dataclasses.replace(self.settings, **live)
+
+        def apply() -> None:
+            self.policy, self.update_settings = policy, update_settings
+            self.settings = dataclasses.replace(self.settings, **live)
+
+        return apply
 
     @property
     def deterministic(self) -> bool:

@@ -26,8 +26,10 @@ import numpy as np
 
 from adapters.audit import AuditLog
 from adapters.registry import AdapterRegistry, RegistryError
+from adapters.update import UpdateError
 from adapters.worker import UpdateWorker
 from daemon.control import CommandError
+from daemon.errors import ConfigError
 
 # Log level of the worker's events that are not plain information.
 EVENT_LEVELS = {"rollback": "warning", "adapter_refused": "warning",
@@ -113,7 +115,7 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     daemon.tasks.append(worker.run)
     daemon.status_providers["adapters"] = worker.status
     set_adapter_version(daemon, worker.active_version)
-    daemon.reload_hooks.append(lambda new_cfg, _changes: worker.apply_config(new_cfg))
+    daemon.reload_checks.append(lambda new_cfg, _changes: _prepare_reload(worker, new_cfg))
 
     async def rollback(args: dict[str, Any]) -> dict[str, Any]:
         # Without a version the worker picks the newest one that verifies (else the base);
@@ -128,6 +130,14 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
     daemon.control.register("rollback", rollback)
     daemon.adapters = worker
     return worker
+
+
+def _prepare_reload(worker: UpdateWorker, cfg: Any) -> Any:
+    # A reload check: values the worker refuses refuse the whole reload (nothing is applied).
+    try:
+        return worker.prepare_config(cfg)
+    except UpdateError as err:
+        raise ConfigError(cfg.source_path, "[adapters]", str(err)) from None
 
 
 def _chain_ece_drift(pipe: Any, worker: UpdateWorker) -> None:

@@ -1,10 +1,12 @@
 """The supervisor: one anyio task group with the ingest loop, the control plane and timers.
 
 Signals: SIGTERM/SIGINT stop gracefully (finish the current bar, flush the store, exit 0);
-SIGHUP reloads runtime.toml (validated first; an invalid file keeps the old config); SIGUSR1
+SIGHUP reloads runtime.toml (all or nothing: the file, its keys and every `reload_checks`
+entry are validated before anything is applied; a refusal keeps the old config); SIGUSR1
 engages the kill switch (persisted before the next bar); SIGUSR2 logs a status snapshot.
 Later components (pipeline, submitter, update worker) attach through `Daemon`'s hooks:
-`ingest.handlers`, `tasks`, `control.register`, `status_providers`, `reload_hooks`.
+`ingest.handlers`, `tasks`, `control.register`, `status_providers`, `reload_checks`,
+`reload_hooks`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from daemon.bars.replay import ReplayData, open_replay
 from daemon.clock import Clock, WallClock
 from daemon.config import Change, RuntimeConfig, apply_reload, load_config
 from daemon.control import CommandError, ControlServer
-from daemon.errors import ConfigError
+from daemon.errors import AnchordError
 from daemon.ingest import IngestLoop
 from daemon.logs import configure_logging, get_logger
 from daemon.metrics import Metrics
@@ -38,6 +40,9 @@ RISK_RETRY_S = 0.5  # how often a risk write that failed is tried again
 RISK_WARN_EVERY_S = 10.0
 LIVE_SOURCE = "projectx:live"
 ReloadHook = Callable[[RuntimeConfig, list[Change]], None]
+# Validates what a reload would apply (AnchordError refuses the whole reload) and returns the
+# step that applies it, which must not fail.
+ReloadCheck = Callable[[RuntimeConfig, list[Change]], Callable[[], None]]
 DrainHook = Callable[[], Awaitable[None]]
 
 
@@ -74,6 +79,9 @@ class Daemon:
         self.control = ControlServer(cfg.path(cfg.daemon.control_socket), self.log)
         self.tasks: list[Callable[[], Awaitable[None]]] = []
         self.status_providers: dict[str, Callable[[], Any]] = {}
+        # A reload runs every check first; only when none refused are their steps applied, then
+        # the hooks (which cannot refuse: the config they get is validated).
+        self.reload_checks: list[ReloadCheck] = []
         self.reload_hooks: list[ReloadHook] = [self._apply_core_reload]
         # Awaited when a replay ends with `at_end = exit`, before the stop (e.g. the outbox).
         self.drain_hooks: list[DrainHook] = []
@@ -132,18 +140,28 @@ class Daemon:
                 self.log.warning("risk_state_persisted", after="retry")
 
     def reload(self, source: str) -> bool:
-        """Re-read runtime.toml; apply reloadable keys and log the diff. False if invalid."""
+        """Re-read runtime.toml and apply its reloadable keys (`refused_reload`); False when
+        the reload was refused and nothing changed."""
+        return self.refused_reload(source) is None
+
+    def refused_reload(self, source: str) -> str | None:
+        """Reload all or nothing: the file and its keys are validated and every reload check
+        runs (e.g. the calendar file is read) before anything is applied. Returns None when
+        applied (the diff is logged), else the reason it was refused (logged as
+        `config_reload_failed`): then the previous config stays in force, unchanged."""
         self.notifier.reloading()
         try:
-            new = load_config(self.cfg.source_path)
-        except ConfigError as err:
+            effective, changes = apply_reload(self.cfg, load_config(self.cfg.source_path))
+            steps = [check(effective, changes) for check in self.reload_checks]
+        except AnchordError as err:
             self.metrics.config_reloads.labels(result="invalid").inc()
             self.log.error("config_reload_failed", source=source, error=str(err),
                            kept="previous config")
             self.notifier.ready("running (reload refused)")
-            return False
-        effective, changes = apply_reload(self.cfg, new)
+            return str(err)
         self.cfg = effective
+        for step in steps:
+            step()
         for hook in self.reload_hooks:
             hook(effective, changes)
         applied = [c for c in changes if c.reloadable]
@@ -155,7 +173,7 @@ class Daemon:
             self.log.warning("config_change_needs_restart",
                              diff=[{"key": c.key, "old": c.old, "new": c.new} for c in pending])
         self.notifier.ready("running")
-        return True
+        return None
 
     def _apply_core_reload(self, cfg: RuntimeConfig, changes: list[Change]) -> None:
         keys = {c.key for c in changes}
@@ -222,8 +240,9 @@ class Daemon:
             return {"news": iso(ts)}
 
         async def reload(_args: dict[str, Any]) -> dict[str, Any]:
-            if not self.reload("ctl"):
-                raise CommandError("reload refused: runtime.toml is invalid (see the log)")
+            refused = self.refused_reload("ctl")
+            if refused is not None:
+                raise CommandError(f"reload refused: {refused}")
             return {"reloaded": True}
 
         for name, handler in (("status", status), ("kill", kill), ("resume", resume),

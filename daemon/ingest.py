@@ -24,19 +24,20 @@ BarHandler = Callable[[Bar], Awaitable[None]]
 
 
 class ReplayCursor:
-    """Where a replay resumes, and its run epoch (changes only when it starts over)."""
+    """Where a replay resumes, and its run epoch: a resumed replay keeps its epoch; one that
+    starts from its first bar (a source never run here, or one that finished) takes a new
+    epoch, greater than any this state store ever used (the customTag includes it, and the
+    same bars under another source or window give the same intent ids)."""
 
     def __init__(self, store: Store, data: ReplayData) -> None:
         self.store = store
         self.source_id = data.source_id
         self.total = len(data.rows)
         saved = store.get_cursor(self.source_id)
-        if saved is None:
-            self.epoch, self.start, self.resumed = 1, 0, False
-        elif saved[1] < saved[2]:
+        if saved is not None and saved[1] < saved[2]:  # stopped part-way: resume it
             self.epoch, self.start, self.resumed = saved[0], saved[1], True
-        else:  # finished before: this run starts over from the first bar, in a new epoch
-            self.epoch, self.start, self.resumed = saved[0] + 1, 0, False
+        else:
+            self.epoch, self.start, self.resumed = store.new_epoch(self.source_id), 0, False
         store.set_cursor(self.source_id, self.epoch, self.start, self.total)
 
     def advance(self, next_index: int) -> None:

@@ -1,12 +1,12 @@
 """The state store: one SQLite file (WAL) at `<state_dir>/store.sqlite`.
 
-Schema changes are numbered migrations applied in order inside a transaction, so a crash at any
-point leaves either the old or the new schema. Every write is its own transaction with
-`synchronous=FULL`: once a method returns, the row survives a crash or power loss. The one
-exception is the outbox's records and transitions (`transaction(durable=False)`, see
-daemon/execution/outbox.py), which survive a process crash and are recovered from the venue
-after a power cut. WAL checkpoints run inside commits unless `checkpoint_loop` runs them in a
-worker thread (the daemon does, with execution on).
+Schema changes are numbered migrations (daemon/store_schema.py) applied in order inside a
+transaction, so a crash at any point leaves either the old or the new schema. Every write is
+its own transaction with `synchronous=FULL`: once a method returns, the row survives a crash or
+power loss. The one exception is the outbox's records and transitions
+(`transaction(durable=False)`, see daemon/execution/outbox.py), which survive a process crash
+and are recovered from the venue after a power cut. WAL checkpoints run inside commits unless
+`checkpoint_loop` runs them in a worker thread (the daemon does, with execution on).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _CURSOR_UPSERT = ("INSERT INTO replay_cursor(source_id, epoch, next_index, total
 # WAL and, run beside it, competes with it: at SQLite's own pace (about its 1000-page mark),
 # not on a clock, so that it touches few orders.
 CHECKPOINT_COMMITS = 200
+
 
 class Store:
     """Typed access to the state store. Use from one thread (the event loop's)."""
@@ -227,7 +228,21 @@ class Store:
     def quarantine_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0])
 
-    # -- replay cursor -------------------------------------------------------------------
+    # -- replay cursor and run epochs ----------------------------------------------------
+    def new_epoch(self, source_id: str) -> int:
+        """Take a run epoch for a replay that starts from its first bar: greater than every
+        epoch this store ever recorded (taken epochs, replay cursors, outbox records), whatever
+        the source, and recorded before it is returned, so no later call gives it again."""
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT MAX(e) FROM (SELECT MAX(epoch) AS e FROM run_epochs"
+                " UNION ALL SELECT MAX(epoch) FROM replay_cursor"
+                " UNION ALL SELECT MAX(epoch) FROM outbox)").fetchone()
+            epoch = int(row[0] or 0) + 1
+            c.execute("INSERT INTO run_epochs(epoch, source_id, started_at) VALUES(?, ?, "
+                      "strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", (epoch, source_id))
+        return epoch
+
     def get_cursor(self, source_id: str) -> tuple[int, int, int] | None:
         """(epoch, next_index, total) of a replay, or None if it never ran."""
         row = self.conn.execute(

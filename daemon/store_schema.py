@@ -1,14 +1,11 @@
-"""The state store's schema: numbered migrations, applied in order by daemon/store.py.
-
-Never edit a released migration; add the next number.
-"""
+"""The state store's schema: numbered migrations (daemon/store.py applies them in order)."""
 
 from __future__ import annotations
 
 # Numbered migrations. Never edit a released one; add a new number.
 # Reserved numbers so parallel work does not collide: 2 execution (outbox), 3 pipeline
 # (recalibration history), 4 adapters (audit index), 5 run journal, 6 outbox (leaner),
-# 7 replay epochs, 8 ledger and bar state.
+# 7 run epochs, 8 ledger and bar state.
 # The migrations released before applied numbers were tracked (a file's user_version said
 # which of these it had).
 LEGACY_MIGRATIONS = (1, 5)
@@ -139,6 +136,15 @@ MIGRATIONS: dict[int, str] = {
     DROP TABLE outbox_log;
     ALTER TABLE outbox_log_v6 RENAME TO outbox_log;
     DELETE FROM sqlite_sequence WHERE name = 'outbox_log';
+    """,
+    # --- 7: every run epoch ever taken, so that a replay that starts from its first bar gets an
+    # epoch no earlier run in this store used, whatever its source (the customTag holds it) ---
+    7: """
+    CREATE TABLE run_epochs (
+        epoch INTEGER PRIMARY KEY,
+        source_id TEXT NOT NULL,
+        started_at TEXT NOT NULL
+    );
     """,
     # --- 8: the account ledger (daemon/execution/ledger.py): every venue fill it counted, in
     # the order it counted them, and the state that is committed with each bar (ledger books,

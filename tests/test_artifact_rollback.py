@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from daemon.app import Daemon
 from daemon.clock import ManualClock
 from daemon.config import load_config
 from daemon.control import CommandError
+from daemon.features import FeatureState
 from daemon.pipeline.pipeline import Pipeline, load_bars
+from daemon.pipeline.tyler import whiten
 from daemon.training.artifacts import install_artifact_set, load_artifact_set
 from tests.helpers import basic_config, write_config
-from tests.training_support import variant
+from tests.training_support import tyler_variant, variant
 
 BARS = load_bars("sample:sp500", "CON.F.US.EP.Z26")[3500:3600]  # after the sets' train_end
 
@@ -83,4 +86,27 @@ async def test_an_altered_previous_set_is_refused_and_serving_continues(
     assert "\n" not in message and "calibrator.json" in message
     assert (root / "current").resolve() == second.resolve()
     assert pipe.arts.dir == second.resolve() and len(decide_all(pipe, BARS[:60])) > 0
+    daemon.store.close()
+
+
+async def test_after_a_rollback_the_whitened_window_is_entirely_the_new_sets(
+        tmp_path: Path, trained_set) -> None:
+    # The sets whiten differently: the window of the last bars must be re-whitened with the
+    # set that serves, so that no query mixes two whiteners and no warm-up is lost.
+    set_dir, _ = trained_set
+    root = tmp_path / "artifacts"
+    first = install_artifact_set(set_dir, root)
+    install_artifact_set(tyler_variant(set_dir, tmp_path / "tyler_variant"), root)
+    daemon = make_daemon(tmp_path)
+    pipe = daemon.pipeline
+    ref_first = decide_all(Pipeline(load_artifact_set(first), pipe.params, pipe.limits), BARS)
+    before = decide_all(pipe, BARS[:50])
+    await daemon.control.handlers["rollback-artifacts"]({})
+    features = FeatureState()
+    raw = [f for f in (features.update(bar) for bar in BARS[:50]) if f is not None]
+    window = pipe.state.window
+    assert len(window) == window.maxlen
+    for got, feats in zip(window, raw[-window.maxlen:], strict=True):
+        np.testing.assert_array_equal(got, whiten(feats, pipe.tyler))
+    assert decide_all(pipe, BARS[50:]) == ref_first[len(before):]
     daemon.store.close()

@@ -14,6 +14,7 @@ from daemon.execution.attach import attach_execution
 from daemon.execution.order_states import State
 from daemon.risk import reduces_exposure
 from daemon.store import Store
+from daemon.venue import attach_to_daemon, run_venue
 from tests.execution_support import (
     ALL_FAULTS,
     API_KEY,
@@ -22,6 +23,7 @@ from tests.execution_support import (
     execution_doc,
     run_replay,
 )
+from tests.venue_support import sp500
 
 
 @pytest.fixture(autouse=True)
@@ -170,3 +172,37 @@ async def test_engaging_the_kill_switch_cancels_our_resting_order(tmp_path):
     assert [r.state for r in ours] == [State.CANCELLED]  # and its record ended with it
     assert all(r.state in (State.ACCEPTED, State.BLOCKED, State.CANCELLED)
                for r in run["records"])
+
+
+async def test_a_second_replay_in_the_same_state_dir_sends_every_order(tmp_path):
+    # Another [data].start is another replay (another source id) over partly the same bars:
+    # its intents on those bars have the first replay's ids, so only a new run epoch keeps
+    # their tags apart from the first replay's settled records (else they are never sent).
+    async with run_venue(sp500(), contract=CONTRACT, other_limit="unlimited") as venue:
+        async def replay(start: str) -> int:
+            cfg = config(tmp_path, execution_doc(tmp_path, venue.base_url, start=start,
+                                                 end="1999-02-15"))
+            daemon = Daemon(cfg)
+            attach_to_daemon(venue, daemon)
+            attach_execution(daemon)
+            assert await daemon.run() == 0
+            return daemon.ingest.cursor.epoch
+
+        first_epoch = await replay("1999-01-01")
+        store = Store(tmp_path / "state" / "store.sqlite")
+        first_orders = len(store.journal_rows("order"))
+        store.close()
+        placed_before = len(venue.orders())
+        second_epoch = await replay("1999-01-11")
+        placed = [o["customTag"] for o in venue.orders()[placed_before:]]
+        net = venue.net_position()
+    store = Store(tmp_path / "state" / "store.sqlite")
+    try:
+        handed = [r["tag"] for r in store.journal_rows("order")[first_orders:]]
+        last_position = store.journal_rows("bar")[-1]["position"]
+    finally:
+        store.close()
+    assert first_orders >= 5 and len(handed) >= 5
+    assert second_epoch > first_epoch
+    assert handed == placed  # every order of the second replay reached the venue, once
+    assert net == last_position

@@ -8,7 +8,7 @@ import pytest
 
 from daemon.app import Daemon
 from daemon.clock import ManualClock
-from daemon.config import load_config
+from daemon.config import load_config, reloadable_keys
 from daemon.intent import intent_for_target
 from daemon.pipeline import attach as attach_mod
 from daemon.risk import Verdict
@@ -97,4 +97,66 @@ def test_daemon_serves_a_trained_artifact_set(tmp_path: Path, trained_set) -> No
     assert pipe.recall.recall is not None and pipe.recall.recall > 0.9
     out = pipe.score_slice(pipe.arts.forecaster, *pipe.arts.slices["stress_2018_02"])
     assert out["bars"] > 5 and out["mdd"] <= 0
+    daemon.store.close()
+
+
+async def test_a_reload_with_a_bad_calendar_file_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from daemon.control import CommandError
+
+    (tmp_path / "arts").mkdir()
+    (tmp_path / "cal.csv").write_text("1999-03-10T00:00:00Z,scheduled event\n")
+    (tmp_path / "bad.csv").write_text("1999-03-10T00:00:00Z\nnot a time,oops\n")
+    monkeypatch.setattr("daemon.training.artifacts.load_artifact_set", lambda _p: small_set())
+    daemon = make_daemon(tmp_path, '[artifacts]\ndir = "arts"\n'
+                                   '[limits]\ncalendar_file = "cal.csv"\n')
+    pipe = daemon.pipeline
+    calendar = list(daemon.risk.calendar)
+    cfg_path = Path(daemon.cfg.source_path)
+    cfg_path.write_text(cfg_path.read_text().replace('calendar_file = "cal.csv"',
+                                                     'calendar_file = "bad.csv"\n'
+                                                     'max_position = 1'))
+    capsys.readouterr()
+    assert not daemon.reload("SIGHUP")
+    logged = [line for line in capsys.readouterr().out.splitlines() if "bad.csv:2" in line]
+    assert len(logged) == 1 and "config_reload_failed" in logged[0]
+    with pytest.raises(CommandError) as refused:  # `anchord ctl reload`
+        await daemon.control.handlers["reload"]({})
+    message = str(refused.value)
+    assert message.startswith("reload refused: ") and "[limits].calendar_file" in message
+    assert "bad.csv:2" in message  # the file and line that is wrong
+    # nothing of the reload was applied: the limit, the calendar and the config in force
+    assert pipe.limits.max_position == 4 and pipe.params.decision.max_position == 4
+    assert daemon.risk.calendar == calendar
+    assert daemon.cfg.limits.max_position == 4 and daemon.cfg.limits.calendar_file == "cal.csv"
+    assert daemon.metrics.value("anchord_config_reloads_total", {"result": "invalid"}) == 2
+    daemon.store.close()
+
+
+def test_a_reload_applies_every_reloadable_pipeline_and_tyler_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "arts").mkdir()
+    monkeypatch.setattr("daemon.training.artifacts.load_artifact_set", lambda _p: small_set())
+    daemon = make_daemon(tmp_path, '[artifacts]\ndir = "arts"\n')
+    pipe = daemon.pipeline
+    assert (pipe.params.tyler_iterations, pipe.params.tyler_weight) == (2, 0.01)
+    cfg_path = Path(daemon.cfg.source_path)
+    cfg_path.write_text(cfg_path.read_text() + (
+        '[tyler]\nlive_iterations = 5\nlive_weight = 0.2\n'
+        '[pipeline]\nmin_edge = 0.1\nfull_edge = 0.5\nvol_target = 500.0\n'
+        'stage_budgets_us = ["retrieve=700"]\nrecall_fraction = 0.5\nece_target = 0.2\n'
+        'recalibrate = false\nlatency_log_interval_s = 5.0\n'))
+    assert daemon.reload("test")
+    p = pipe.params
+    assert (p.tyler_iterations, p.tyler_weight) == (5, 0.2)  # what after_bar's update uses
+    assert (p.decision.min_edge, p.decision.full_edge, p.decision.vol_target) == (0.1, 0.5, 500.0)
+    assert (p.recall_fraction, p.ece_target, p.recalibrate) == (0.5, 0.2, False)
+    assert pipe.recall.every == 2 and pipe.calibration.target_ece == 0.2
+    assert pipe.recorder.budgets_ns == {"retrieve": 700_000}
+    assert daemon.cfg.pipeline.latency_log_interval_s == 5.0  # read by the periodic task
+    reloadable = {k for k in reloadable_keys() if k.startswith(("[pipeline]", "[tyler]"))}
+    assert reloadable == {f"[tyler].{k}" for k in ("live_iterations", "live_weight")} | {
+        f"[pipeline].{k}" for k in ("min_edge", "full_edge", "vol_target", "stage_budgets_us",
+                                    "recall_fraction", "ece_target", "recalibrate",
+                                    "latency_log_interval_s")}  # a new one: assert it above
     daemon.store.close()

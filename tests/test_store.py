@@ -87,6 +87,50 @@ def test_kill_switch_and_news_survive_reopen(tmp_path: Path) -> None:
     assert s.instance_id() == s.instance_id()
 
 
+
+def test_run_epochs_are_never_reused_across_sources_and_restarts(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    from daemon import store as store_module
+    from daemon.bars.replay import ReplayData
+    from daemon.execution.outbox import Outbox
+    from daemon.ingest import ReplayCursor
+    from daemon.intent import OrderIntent, Side
+
+    # A store from before run epochs were kept: two sources, epochs 1 and 3, and an outbox
+    # record of epoch 4 (written under a source whose cursor row is gone).
+    monkeypatch.setattr(store_module, "MIGRATIONS", {k: v for k, v in MIGRATIONS.items()
+                                                     if k < 7})
+    path = tmp_path / "e.sqlite"
+    s = Store(path)
+    s.set_cursor("a", 1, 10, 10)
+    s.set_cursor("b", 3, 4, 10)
+    t0 = datetime(2024, 1, 2, tzinfo=UTC)
+    Outbox(s).add(OrderIntent("i1", "C", t0, Side.BUY, 1, 1, 100.0), "t1", 4, t0)
+    s.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+
+    def cursor(source_id: str, rows: int = 10) -> ReplayCursor:
+        store = Store(path)  # a restart each time
+        try:
+            return ReplayCursor(store, ReplayData(source_id, [{}] * rows))
+        finally:
+            store.close()
+
+    new = cursor("c")  # a source never run here
+    assert (new.epoch, new.start, new.resumed) == (5, 0, False)
+    assert cursor("a").epoch == 6  # finished before: starts over in a new epoch
+    resumed = cursor("b")  # stopped part-way: keeps its epoch
+    assert (resumed.epoch, resumed.start, resumed.resumed) == (3, 4, True)
+    s = Store(path)
+    s.set_cursor("b", 3, 10, 10)  # ...until it finished
+    s.close()
+    assert cursor("b").epoch == 7
+    s = Store(path)
+    taken = [r[0] for r in s.conn.execute("SELECT epoch FROM run_epochs ORDER BY epoch")]
+    assert taken == [5, 6, 7]
+    s.close()
+
+
 WRITER = """
 import sys
 from datetime import UTC, datetime

@@ -44,3 +44,22 @@ def variant(set_dir: Path, out: Path, *, slope: float = 3.0) -> Path:
     manifest["created_at"] = f"variant {slope}"
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
+
+
+def tyler_variant(set_dir: Path, out: Path) -> Path:
+    """A copy of `set_dir` whose Tyler whitener differs (another shape, same dimension),
+    re-hashed so it verifies: a second valid set that whitens the same features differently."""
+    import numpy as np
+
+    from daemon.pipeline.tyler import TylerArtifacts
+    from daemon.training.manifest import sha256_file
+
+    shutil.copytree(set_dir, out)
+    tyler = TylerArtifacts.load(out / "tyler.npz")
+    d = tyler.dim
+    tyler.with_shape(tyler.shape + np.diag(np.linspace(0.5, 2.0, d))).save(out / "tyler.npz")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["tyler.npz"] = sha256_file(out / "tyler.npz")
+    manifest["created_at"] = "tyler variant"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out

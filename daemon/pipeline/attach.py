@@ -4,13 +4,16 @@ Pins thread pools (`[threads]`), loads and verifies the artifact set at `[artifa
 (ArtifactError, exit 2, if it is altered; no pipeline, with a warning, if there is none),
 builds the `Pipeline` with limits and parameters from the config, and registers: the status
 provider `pipeline` (latency p99 and monitors for `ctl status`), prometheus exporters, a reload
-hook, the off-path after-bar task, and the periodic `latency` / `monitor` log events and journal
-records (also every `journal_every_bars` bars, so a fast replay leaves them too).
+check (the calendar file is read before a reload applies anything), the off-path after-bar
+task, and the periodic `latency` / `monitor` log events and journal records (also every
+`journal_every_bars` bars, so a fast replay leaves them too).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -41,6 +44,11 @@ def budgets_from_config(cfg: RuntimeConfig) -> dict[str, float]:
         name, _, value = item.partition("=")
         out[name.strip()] = float(value)
     return out
+
+
+# The PipelineParams fields that reloadable keys set (`reconfigure` copies these).
+RELOADABLE_PARAMS = ("decision", "tyler_weight", "tyler_iterations", "recall_fraction",
+                     "ece_target", "recalibrate")
 
 
 def params_from_config(cfg: RuntimeConfig, arts: Any) -> PipelineParams:
@@ -121,41 +129,58 @@ def attach_pipeline(daemon: Any) -> Pipeline | None:
              scorer_path=pipe.scorer.kind)
     daemon.pipeline = pipe
     daemon.status_providers["pipeline"] = pipe.status
-    daemon.reload_hooks.append(lambda new, _changes: reconfigure(daemon, pipe, new))
+    daemon.reload_checks.append(lambda new, _changes: prepare_reconfigure(daemon, pipe, new))
     _add_tasks(daemon, pipe)
     return pipe
 
 
-def load_calendar_into(daemon: Any, cfg: RuntimeConfig) -> None:
-    """Read `[limits].calendar_file` into the risk state's scheduled events."""
+def read_calendar(cfg: RuntimeConfig) -> list[datetime]:
+    """The scheduled events of `[limits].calendar_file` ([] when unset); ConfigError naming the
+    key, the file and the line when it cannot be read or parsed."""
     if not cfg.limits.calendar_file:
-        daemon.risk.set_calendar([])
-        return
-    path = cfg.path(cfg.limits.calendar_file)
+        return []
     try:
-        events = load_calendar(path)
+        return load_calendar(cfg.path(cfg.limits.calendar_file))
     except (OSError, ValueError) as err:
         raise ConfigError(cfg.source_path, "[limits].calendar_file", str(err)) from None
+
+
+def load_calendar_into(daemon: Any, cfg: RuntimeConfig,
+                       events: list[datetime] | None = None) -> None:
+    """Set the risk state's scheduled events from `[limits].calendar_file` (or from `events`,
+    already read by `read_calendar`); ConfigError when the file is bad."""
+    events = read_calendar(cfg) if events is None else events
     daemon.risk.set_calendar(events)
-    daemon.log.info("calendar_loaded", path=str(path), events=len(events))
+    if cfg.limits.calendar_file:
+        daemon.log.info("calendar_loaded", path=str(cfg.path(cfg.limits.calendar_file)),
+                        events=len(events))
 
 
-def reconfigure(daemon: Any, pipe: Pipeline, cfg: RuntimeConfig) -> None:
-    """Apply reloadable `[pipeline]`/`[limits]` keys to a running pipeline."""
+def prepare_reconfigure(daemon: Any, pipe: Pipeline, cfg: RuntimeConfig) -> Callable[[], None]:
+    """The pipeline's reload check: read the calendar file now (ConfigError refuses the whole
+    reload) and return the step that applies `cfg` with it (`reconfigure`, which cannot fail)."""
+    events = read_calendar(cfg)
+    return lambda: reconfigure(daemon, pipe, cfg, events)
+
+
+def reconfigure(daemon: Any, pipe: Pipeline, cfg: RuntimeConfig,
+                events: list[datetime]) -> None:
+    """Apply the reloadable `[pipeline]`/`[tyler]`/`[limits]` keys and the calendar's `events`
+    to a running pipeline (`[pipeline].latency_log_interval_s` is read from the daemon's config
+    by the periodic task)."""
     import dataclasses
 
     pipe.limits = limits_from_config(cfg)
     new = params_from_config(cfg, pipe.arts)
-    pipe.params = dataclasses.replace(pipe.params, decision=new.decision,
-                                      recalibrate=new.recalibrate)
+    # Only the parameters reloadable keys feed: the rest (window, k, horizon...) stay the ones
+    # the pipeline was built with.
+    pipe.params = dataclasses.replace(pipe.params, **{
+        name: getattr(new, name) for name in RELOADABLE_PARAMS})
     pipe.calibration.target_ece = cfg.pipeline.ece_target
     frac = cfg.pipeline.recall_fraction
     pipe.recall.every = max(1, round(1.0 / frac)) if frac > 0 else 0
     pipe.recorder.budgets_ns = {k: int(v * 1000) for k, v in budgets_from_config(cfg).items()}
-    try:
-        load_calendar_into(daemon, cfg)
-    except ConfigError as err:
-        daemon.log.error("calendar_reload_failed", error=str(err), kept="previous calendar")
+    load_calendar_into(daemon, cfg, events)
 
 
 def record_latency(daemon: Any, pipe: Pipeline, source: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from daemon.bars.model import Bar
+from daemon.bars.replay import load_bars  # (callers import it from here too)
 from daemon.features import FeatureState
 from daemon.intent import OrderIntent
 from daemon.pipeline.decision import Decision, DecisionParams, EwmaVol, target_position
@@ -79,6 +80,7 @@ class _BarState:
     def __init__(self, window: int, vol_halflife: float) -> None:
         self.features = FeatureState()
         self.window: deque[np.ndarray] = deque(maxlen=window)
+        self.raw: deque[np.ndarray] = deque(maxlen=window)  # the window's unwhitened features
         self.vol = EwmaVol(vol_halflife)
         self.prev_close = math.nan
 
@@ -213,10 +215,16 @@ class Pipeline:
     def swap_artifacts(self, arts: Any) -> WarmStages:
         """Serve another artifact set (an ArtifactSet, or `WarmStages` from
         `prepare_artifacts`) from the next bar on: one reference assignment. The previous warm
-        stages are kept (`previous_warm`) and returned. The bar state (features, window,
-        volatility, book) carries over; the calibration monitor's window restarts."""
+        stages are kept (`previous_warm`) and returned. The bar state (features, volatility,
+        book) carries over; the whitened window is rebuilt from the same bars' features with the
+        new set's whitener (a query never mixes two whiteners, no warm-up is lost); the
+        calibration monitor's window restarts."""
         warm = arts if isinstance(arts, WarmStages) else self.prepare_artifacts(arts)
+        st = self.state
+        window = [whiten(f, warm.tyler) for f in st.raw]  # as `decide` does: same bits
         old, self._warm = self._warm, warm
+        st.window.clear()
+        st.window.extend(window)
         self.previous_warm = old
         self.calibration.reset_window()
         return old
@@ -268,6 +276,7 @@ class Pipeline:
         with rec.stage("whiten"):
             w = whiten(feats, warm.tyler)
             st.window.append(w)
+            st.raw.append(feats)
         self._last_feats = feats
         if len(st.window) < st.window.maxlen:
             self.calibration.observe(math.nan, None, bar.close)
@@ -461,18 +470,3 @@ class Pipeline:
             return np.full((1, k), np.inf, np.float32), np.full((1, k), -1, np.int64)
         params = faiss.SearchParameters(sel=faiss.IDSelectorRange(0, int(visible)))
         return exact.search(q, k, params=params)
-
-def load_bars(source: str, contract: str) -> list[Bar]:
-    """The valid bars of a replay source, in order (invalid rows are skipped here; the ingest
-    loop is where they are quarantined)."""
-    from daemon.bars.model import BarRejected, BarValidator
-    from daemon.bars.replay import load_rows
-
-    validator = BarValidator()
-    out = []
-    for raw in load_rows(source):
-        try:
-            out.append(validator.check(raw, contract))
-        except BarRejected:
-            continue
-    return out
