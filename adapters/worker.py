@@ -253,10 +253,13 @@ class UpdateWorker(PromotionMixin):
                 await self._wake.wait()
                 self._wake = anyio.Event()
                 while self._requests:
-                    cycle, batch, reason, bar = self._requests.popleft()
+                    # left in the queue while it runs: a committed state then still holds it
+                    cycle, batch, reason, bar = self._requests[0]
                     try:
                         await self.run_cycle(cycle, batch, reason, bar)
                     finally:
+                        if self._requests and self._requests[0][0] == cycle:
+                            self._requests.popleft()
                         self._done[cycle].set()
         finally:
             if self.trainer is not None:

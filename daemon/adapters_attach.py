@@ -111,6 +111,7 @@ def attach_adapters(daemon: Any, *, base: Any = None, anchors: Any = None,
 
     if pipe is not None and hasattr(pipe, "on_ece_drift"):
         _chain_ece_drift(pipe, worker)
+    _persist(daemon, worker, pending, prev, box)
     daemon.ingest.handlers.insert(0, before)
     daemon.tasks.append(worker.run)
     daemon.status_providers["adapters"] = worker.status
@@ -138,6 +139,39 @@ def _prepare_reload(worker: UpdateWorker, cfg: Any) -> Any:
         return worker.prepare_config(cfg)
     except UpdateError as err:
         raise ConfigError(cfg.source_path, "[adapters]", str(err)) from None
+
+
+STATE_KEY = "adapters"
+
+
+def _persist(daemon: Any, worker: UpdateWorker, pending: deque[Any], prev: dict[str, Any],
+             box: dict[str, Any]) -> None:
+    """Restore the worker (and the rows waiting for their labels, and the last forecaster
+    input) from the last bar's commit of the same run, and commit them with every bar from
+    now on (adapters/worker_state.py)."""
+    import pickle
+
+    from adapters.worker_state import restore_worker, worker_state
+    from daemon.pipeline.attach import run_identity
+
+    raw = daemon.store.bar_state(STATE_KEY)
+    if raw is not None:
+        try:
+            saved = pickle.loads(raw)
+            if saved["identity"] == run_identity(daemon):
+                restore_worker(worker, saved["worker"])
+                pending.extend(saved["rows"])
+                prev.update(saved["prev"])
+                box.update(saved["box"])
+                daemon.log.info("adapters_state_restored", cycles=worker.cycle,
+                                bar=worker.bar_index, active_version=worker.active_version)
+        except (RegistryError, pickle.UnpicklingError, KeyError, EOFError, TypeError) as err:
+            daemon.log.error("adapters_state_not_restored", error=repr(err),
+                             kept="the worker as it started")
+    daemon.store.bar_writers[STATE_KEY] = lambda: pickle.dumps(
+        {"identity": run_identity(daemon), "worker": worker_state(worker),
+         "rows": list(pending), "prev": dict(prev), "box": dict(box)},
+        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _chain_ece_drift(pipe: Any, worker: UpdateWorker) -> None:

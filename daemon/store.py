@@ -54,6 +54,7 @@ class Store:
         self._checkpoint_conn: sqlite3.Connection | None = None
         self.commits = 0  # write transactions committed through `transaction`
         self.bar_writers: dict[str, Callable[[], bytes | None]] = {}
+        self.before_commit: list[Callable[[], None]] = []
         self._bar_journal: list[tuple[str, str, str]] = []
         self.checkpointed_at = 0  # `commits` when the last checkpoint started
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -269,10 +270,13 @@ class Store:
         self._bar_journal.append((kind, iso(ts), orjson.dumps(payload, default=str).decode()))
 
     def commit_bar(self, cursor: tuple[str, int, int, int] | None = None) -> None:
-        """Commit the bar just handled: its journal records, the current value of every bar
-        state writer (`bar_writers`: key -> function returning bytes, or None for no change)
-        and the replay cursor (source id, epoch, next index, total), all in one durable
+        """Commit the bar just handled: after the `before_commit` hooks (work the bar left to
+        do that changes state), its journal records, the current value of every bar state
+        writer (`bar_writers`: key -> function returning bytes, or None for no change) and the
+        replay cursor (source id, epoch, next index, total), all in one durable
         transaction: after a crash the store holds every part of a bar, or none."""
+        for hook in self.before_commit:
+            hook()
         states = [(key, value) for key, write in self.bar_writers.items()
                   if (value := write()) is not None]
         with self.transaction() as c:

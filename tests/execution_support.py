@@ -88,9 +88,10 @@ def config(tmp: Path, doc: dict[str, dict[str, Any]]) -> Any:
 
 
 @asynccontextmanager
-async def paper_submitter(tmp: Path) -> AsyncIterator[SimpleNamespace]:
-    """A paper venue (sample bars, 5 bars in) and a Submitter on a real SQLite outbox in `tmp`,
-    logged in: yields venue, bar (the current one), client, account, store, risk, sub."""
+async def paper_submitter(tmp: Path, **venue_opts: Any) -> AsyncIterator[SimpleNamespace]:
+    """A paper venue (sample bars, 5 bars in; `venue_opts` such as faults) and a Submitter on
+    a real SQLite outbox in `tmp`, logged in: yields venue, bar (the current one), client,
+    account, store, risk, sub."""
     from daemon.clock import WallClock
     from daemon.execution.client import ProjectXClient
     from daemon.execution.outbox import Outbox
@@ -101,7 +102,8 @@ async def paper_submitter(tmp: Path) -> AsyncIterator[SimpleNamespace]:
     from daemon.venue import run_venue
     from tests.venue_support import sp500
 
-    async with run_venue(sp500(), contract=CONTRACT, other_limit="unlimited") as venue:
+    async with run_venue(sp500(), contract=CONTRACT, other_limit="unlimited",
+                         **venue_opts) as venue:
         venue.advance(5)
         cfg = config(tmp, execution_doc(tmp, venue.base_url, start="", end=""))
         client = ProjectXClient(cfg.projectx, API_KEY)

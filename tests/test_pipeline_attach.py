@@ -101,7 +101,9 @@ def test_daemon_serves_a_trained_artifact_set(tmp_path: Path, trained_set) -> No
 
 
 async def test_a_reload_with_a_bad_calendar_file_changes_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from structlog.testing import capture_logs
+
     from daemon.control import CommandError
 
     (tmp_path / "arts").mkdir()
@@ -116,10 +118,10 @@ async def test_a_reload_with_a_bad_calendar_file_changes_nothing(
     cfg_path.write_text(cfg_path.read_text().replace('calendar_file = "cal.csv"',
                                                      'calendar_file = "bad.csv"\n'
                                                      'max_position = 1'))
-    capsys.readouterr()
-    assert not daemon.reload("SIGHUP")
-    logged = [line for line in capsys.readouterr().out.splitlines() if "bad.csv:2" in line]
-    assert len(logged) == 1 and "config_reload_failed" in logged[0]
+    with capture_logs() as logs:  # whatever output the logging was configured with before
+        assert not daemon.reload("SIGHUP")
+    logged = [e for e in logs if "bad.csv:2" in str(e.get("error", ""))]
+    assert [e["event"] for e in logged] == ["config_reload_failed"]
     with pytest.raises(CommandError) as refused:  # `anchord ctl reload`
         await daemon.control.handlers["reload"]({})
     message = str(refused.value)

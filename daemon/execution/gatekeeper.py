@@ -70,7 +70,10 @@ class Gatekeeper:
         self.last_close, self._close = self._close, float(bar.close)
 
     def orders_last_minute(self, now: datetime) -> int:
-        """Live intents accepted in the 60 s before `now` (older ones are dropped)."""
+        """Live intents accepted in the 60 s before `now` (older ones are dropped, and all
+        of them when the market went back: a replay that starts over)."""
+        if self.recent and self.recent[-1] > now:
+            self.recent.clear()
         cutoff = now - _MINUTE
         while self.recent and self.recent[0] <= cutoff:
             self.recent.popleft()

@@ -111,20 +111,23 @@ def equity(book: Book) -> float:
     return float(book.realised) + unrealised(book) - float(book.fees)
 
 
-def roll_day(book: Book, day: date) -> Book:
+def roll_day(book: Book, day: date, *, backwards: bool = False) -> Book:
     """The book in trading day `day`: a new day starts its figures at zero, with the open
-    position's unrealised P&L at the last price as the day's starting mark."""
+    position's unrealised P&L at the last price as the day's starting mark. An earlier day
+    leaves the book in its day (a fill reported late is counted in the day the book is in)
+    unless `backwards` (a mark: the market itself went back, as when a replay starts over)."""
     if book.day == day:
         return book
-    if book.day is not None and day < book.day:
-        return book  # a late fill of an earlier day is counted in the day the book is in
+    if book.day is not None and day < book.day and not backwards:
+        return book
     return dataclasses.replace(book, day=day, day_realised=ZERO, day_fees=ZERO,
                                day_open_unrealised=unrealised(book))
 
 
 def mark(book: Book, price: float, day: date) -> Book:
-    """The book marked at `price` in trading day `day`."""
-    rolled = roll_day(book, day)
+    """The book marked at `price` in trading day `day` (the market's day: it rolls the book
+    to it, backwards too)."""
+    rolled = roll_day(book, day, backwards=True)
     if not math.isfinite(price) or price <= 0:
         return rolled
     return dataclasses.replace(rolled, last_price=float(price))

@@ -39,6 +39,7 @@ from daemon.execution import order_states as states
 from daemon.execution.errors import (
     AuthError,
     BadRequest,
+    EnvelopeError,
     GatewayError,
     OrderNotSent,
     OrderOutcomeUnknown,
@@ -331,6 +332,10 @@ class Submitter:
             return False
         try:
             await self.client.cancel_order(self.account_id(), int(rec.order_id))
+        except EnvelopeError as err:  # the venue answered: typically filled or ended already
+            self.log.info("order_cancel_refused", tag=rec.tag, order_id=rec.order_id,
+                          reason=reason, error=str(err))
+            return False
         except (GatewayError, OSError) as err:
             self.log.warning("order_cancel_failed", tag=rec.tag, order_id=rec.order_id,
                              reason=reason, error=str(err))

@@ -127,6 +127,9 @@ def attach_pipeline(daemon: Any) -> Pipeline | None:
                                                                           2),
              index_size=len(arts.index), forecaster_path=pipe.forecaster.kind,
              scorer_path=pipe.scorer.kind)
+    from daemon.pipeline import state as pipeline_state
+
+    pipeline_state.attach(pipe, daemon.store, lambda: run_identity(daemon), log)
     daemon.pipeline = pipe
     daemon.status_providers["pipeline"] = pipe.status
     daemon.reload_checks.append(lambda new, _changes: prepare_reconfigure(daemon, pipe, new))
@@ -143,6 +146,15 @@ def read_calendar(cfg: RuntimeConfig) -> list[datetime]:
         return load_calendar(cfg.path(cfg.limits.calendar_file))
     except (OSError, ValueError) as err:
         raise ConfigError(cfg.source_path, "[limits].calendar_file", str(err)) from None
+
+
+def run_identity(daemon: Any) -> str:
+    """Which run the rolling state belongs to: live trading, or one replay's run epoch (a
+    replay that starts over is another run and starts its state fresh)."""
+    if getattr(daemon, "live_bars", None) is not None:
+        return "live"
+    cursor = daemon.ingest.cursor
+    return f"replay:{cursor.source_id}:{cursor.epoch}"
 
 
 def load_calendar_into(daemon: Any, cfg: RuntimeConfig,
