@@ -110,3 +110,19 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def exit_code(self, timeout: float) -> int:
+        """Wait for the process to end; a non-zero code prints its last events and stderr (the
+        test's report then says why it ended)."""
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout=2)
+        if code != 0:
+            assert self.proc.stderr is not None
+            print("last events:", *self.events[-15:], sep="\n  ")
+            print("stderr:", self.proc.stderr.read().decode(errors="replace")[-3000:])
+        return code
+
+    def assert_running(self) -> None:
+        """Fail (with the process's last events and stderr) if it has ended."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the daemon ended early (exit {self.exit_code(1)})")

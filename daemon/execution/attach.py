@@ -304,12 +304,13 @@ class Execution:
                                  configured=configured, used="venue")
             self.ledger.set_point_value(self.contract, point_value)
 
-    async def settle(self) -> None:
+    async def settle(self) -> dict[str, Any]:
         """Fills and order ends into the ledger, then the position check (a replay runs it
-        after each bar's orders are final)."""
+        after each bar's orders are final); returns what the check saw."""
         if self.account_id is None or self.foreign_account or self.stopping:
-            return
+            return {}
         self.last_check = await self.reconciler.periodic()
+        return self.last_check
 
     async def _periodic(self) -> None:
         while not self.stopping:
@@ -340,7 +341,13 @@ class Execution:
 
     async def adopt(self, _args: dict[str, Any]) -> dict[str, Any]:
         """`anchord ctl adopt`: take the venue's position into the ledger and trust it again
-        (refused while an order of ours is in flight or working)."""
+        (refused while an order of ours is in flight or working). After fills we did not
+        place the ledger already holds the venue's position: adopting acknowledges them."""
+        now = self.daemon.clock.now()
+        mismatch = self.ledger.mismatch
+        if mismatch is not None and not mismatch.blocks_all:
+            self.ledger.clear_mismatch(f"ctl adopt: {mismatch.reason} acknowledged")
+            return self.ledger.status(self.contract, now)
         if self.outbox.in_flight() or self.outbox.unfilled():
             raise CommandError("adopt refused: an order of ours is in flight or working")
         try:
@@ -351,8 +358,8 @@ class Execution:
         from daemon.execution.reconcile import venue_position_of
 
         venue, avg = venue_position_of(positions, self.contract)
-        self.ledger.adopt(self.contract, venue, avg, self.daemon.clock.now(), "ctl adopt")
-        return self.ledger.status(self.contract, self.daemon.clock.now())
+        self.ledger.adopt(self.contract, venue, avg, now, "ctl adopt")
+        return self.ledger.status(self.contract, now)
 
     async def drain(self) -> None:
         """`at_end = exit`: drive every queued record to a final state and record fills."""

@@ -97,7 +97,7 @@ class Trader:
                  orders: Callable[[], OrderPolicy], replay: bool,
                  wait_orders: Callable[[], bool], log: Any,
                  ready: Callable[[], Awaitable[bool]], refused: Callable[[], str],
-                 settle: Callable[[], Awaitable[None]], request_sync: Callable[[], None],
+                 settle: Callable[[], Awaitable[dict[str, Any]]], request_sync: Callable[[], None],
                  monitors: Callable[[], tuple[float | None, float | None]] | None = None,
                  alert: Callable[..., None] | None = None,
                  stale: Callable[[Bar], bool] | None = None,
@@ -165,14 +165,15 @@ class Trader:
             target = int(decision.target_position)
             tags = self._live(bar, target, decision.reason)
             self._shadow(bar, target, decision.reason)
+        checked: dict[str, Any] = {}
         if self.wait_orders():
             for tag in tags:
                 await self.submitter.wait_final(tag)
-            await self.settle()
+            checked = await self.settle()
         elif tags:
             self.request_sync()
         self._count_errors()
-        self._end_bar(bar)
+        self._end_bar(bar, checked.get("venue_position") if checked.get("checked") else None)
 
     # -- the live book ---------------------------------------------------------------------
     def _live(self, bar: Bar, target: int, reason: str) -> list[str]:
@@ -255,7 +256,7 @@ class Trader:
                                                       timing_dependent=not definitive)
         self.pending_errors.clear()
 
-    def _end_bar(self, bar: Bar) -> None:
+    def _end_bar(self, bar: Bar, venue_position: int | None) -> None:
         st = self.state
         policy = self.policy()
         p99, recall = self.monitors()
@@ -281,7 +282,7 @@ class Trader:
             "equity": round(self.ledger.equity(self.contract), 6),
             "day_pnl": round(self.ledger.day_pnl(self.contract, self.gatekeeper.now(bar.ts)), 6),
             "shadow_position": st.shadow_position, "shadow_equity": round(st.shadow_equity, 6),
-            "canary_pct": self.step_pct})
+            "canary_pct": self.step_pct, "venue_position": venue_position})
         self.after_bar()
 
     def status(self) -> dict[str, Any]:

@@ -132,7 +132,10 @@ class VenueSync:
             return None
         by_id = {int(o["id"]): o for o in orders}
         ended = 0
-        for rec in working:
+        for seen in working:
+            rec = self.outbox.get(seen.tag)  # another sync may have ended it meanwhile
+            if rec is None or not rec.open:
+                continue
             order = by_id.get(int(rec.order_id or 0))
             status = int(order.get("status") or 0) if order else 0
             if order is None or status not in TERMINAL_STATUSES or status == 2:
