@@ -19,7 +19,7 @@ from typing import Any
 from daemon.execution.order_states import IN_FLIGHT
 from daemon.execution.outbox import Outbox
 from daemon.store import Store
-from daemon.timeutil import parse_utc
+from daemon.timeutil import iso, parse_utc
 from daemon.venue import venue_in_thread
 from tests.execution_support import ALL_FAULTS, API_KEY, CONTRACT, execution_doc, toml_text
 from tests.helpers import DaemonProcess, cli_env, run_cli, write_config
@@ -177,8 +177,12 @@ def test_the_ledger_stays_the_venues_through_every_ordinary_event_of_an_account(
         [(b["ts"], b["position"], b["venue_position"]) for b in checked
          if b["position"] != b["venue_position"]][:5]
     assert bars[-1]["position"] == venue_net
-    # the day's loss never went past the limit plus one bar's move of the position
+    # the day's loss never went past the limit plus one bar's move of the position: the one
+    # held into the bar or the one opened in it (filled anywhere in the bar's range)
+    ranges = {iso(b.ts): b.high - b.low for b in sp500()}
     for before, bar in zip(bars, bars[1:], strict=False):
-        move = abs(bar["close"] - before["close"]) * abs(before["position"]) * POINT_VALUE
+        held = max(abs(before["position"]), abs(bar["position"]))
+        reach = abs(bar["close"] - before["close"]) + ranges[bar["ts"]]
+        move = reach * held * POINT_VALUE
         fees = 1.25 * 4 * 2  # at most two fills of up to two contracts in a bar
         assert bar["day_pnl"] >= -(MAX_DAILY_LOSS + move + fees), (bar, before)
