@@ -20,18 +20,17 @@ from typing import Any
 
 import anyio
 
-from daemon.bars.model import BarRejected, BarValidator
 from daemon.control import CommandError
-from daemon.errors import AnchordError
 from daemon.execution import canary as cn
 from daemon.execution.errors import GatewayError
+from daemon.execution.execution_metrics import canary_monitors, wire_metrics
 from daemon.execution.gatekeeper import Gatekeeper
 from daemon.execution.kill_watch import KillWatch
 from daemon.execution.ledger import Ledger, Mismatch
-from daemon.execution.ma_rule import MovingAverageCrossover
 from daemon.execution.order_states import OutboxRecord
 from daemon.execution.outbox import Outbox
 from daemon.execution.reconcile import Reconciler, ReconcileReport
+from daemon.execution.strategy_choice import choose_strategy
 from daemon.execution.submitter import SubmitSettings, Submitter
 from daemon.execution.trader import OrderPolicy, Trader
 from daemon.execution.venue_sync import VenueSync
@@ -44,34 +43,6 @@ from daemon.trading_calendar import TradingCalendar
 ACCOUNT_KEY = "execution_account"
 DRAIN_FILL_ATTEMPTS = 5
 CLOSE_GRACE_S = 1.0
-
-
-def _strategy(daemon: Any) -> Any:
-    ex = daemon.cfg.execution
-    if ex.strategy == "ma_crossover":
-        rule = MovingAverageCrossover(ex.ma_fast, ex.ma_slow, ex.ma_size)
-        _warm_up(rule, daemon)
-        return rule
-    pipeline = getattr(daemon, "pipeline", None)
-    if pipeline is None:
-        raise AnchordError('[execution].strategy = "pipeline" but no pipeline is attached '
-                           '(attach_pipeline must run before attach_execution; or set '
-                           'strategy = "ma_crossover")')
-    return pipeline
-
-
-def _warm_up(rule: MovingAverageCrossover, daemon: Any) -> None:
-    """A resumed replay feeds the bars before its cursor to the rule (no orders), so its
-    averages are the same as in an uninterrupted run."""
-    cursor = getattr(daemon.ingest, "cursor", None)
-    if cursor is None or not cursor.start:
-        return
-    validator = BarValidator()
-    for raw in daemon.ingest.data.rows[max(0, cursor.start - 4 * rule.slow):cursor.start]:
-        try:
-            rule.observe(validator.check(raw, daemon.cfg.data.contract))
-        except (BarRejected, ValueError, TypeError):
-            continue
 
 
 def _client(daemon: Any) -> Any:
@@ -141,7 +112,7 @@ class Execution:
             replay=self.replay,
             wait_orders=lambda: self.replay and self.daemon.cfg.data.pace <= 0, log=self.log,
             ready=self.ready, refused=lambda: self.refused_reason, settle=self.settle,
-            request_sync=self.request_sync, monitors=lambda: _monitors(daemon),
+            request_sync=self.request_sync, monitors=lambda: canary_monitors(daemon),
             alert=daemon.alerts.fire, stale=self._stale, after_bar=self._after_bar)
 
     # -- config views -------------------------------------------------------------------
@@ -404,35 +375,11 @@ class Execution:
         return self.ledger.status(self.contract, at)
 
 
-def _monitors(daemon: Any) -> tuple[float | None, float | None]:
-    """(p99 latency ms, ANN recall) from `daemon.canary_monitors` if the pipeline set it."""
-    source = getattr(daemon, "canary_monitors", None)
-    if source is None:
-        return None, None
-    try:
-        return source()
-    except Exception:  # a monitor must never break a bar
-        return None, None
-
-
-def _wire_metrics(execution: Execution, metrics: Any) -> None:
-    def on_final(rec: Any) -> None:
-        state = rec.state.value if rec.state.value != "RESOLVED" else f"RESOLVED_{rec.outcome}"
-        metrics.orders_final.labels(state=state).inc()
-        if rec.state.value == "RESOLVED" or rec.attempts > 1:
-            metrics.orders_unknown.inc()
-
-    execution.outbox.on_final.append(on_final)
-    execution.on_bar_done.append(lambda: (
-        metrics.canary_step.set(execution.trader.step_pct),
-        metrics.trading.set(int(execution.phase == "trading"))))
-
-
 def attach_execution(daemon: Any, *, client: Any = None) -> Execution | None:
     """Wire execution into `daemon` (see the module docstring); None when disabled."""
     if not daemon.cfg.execution.enabled:
         return None
-    strategy = _strategy(daemon)
+    strategy = choose_strategy(daemon)
     execution = Execution(daemon, strategy, client if client is not None else _client(daemon))
     daemon.execution = execution
     daemon.ingest.handlers.append(execution.trader.on_bar)
@@ -442,5 +389,5 @@ def attach_execution(daemon: Any, *, client: Any = None) -> Execution | None:
     daemon.status_providers["execution"] = execution.status
     daemon.status_providers["ledger"] = execution.ledger_status
     daemon.status_providers["canary"] = execution.trader.status
-    _wire_metrics(execution, daemon.metrics)
+    wire_metrics(execution, daemon.metrics)
     return execution

@@ -256,7 +256,7 @@ class Trader:
                                                       timing_dependent=not definitive)
         self.pending_errors.clear()
 
-    def _end_bar(self, bar: Bar, venue_position: int | None) -> None:
+    def _end_bar(self, bar: Bar, venue_position: int | None = None) -> None:
         st = self.state
         policy = self.policy()
         p99, recall = self.monitors()
